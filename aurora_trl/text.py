@@ -1,0 +1,151 @@
+"""Text conventions shared by every stage: the prompt, the answer grammar, the class parser, the CoT steps.
+
+This module is the single copy of each of these. The dataset builder, the reflective filter, the collators,
+generation, the rewards and the demo all import from here; nothing here imports torch or transformers.
+
+The canonical chain-of-thought (CoT) text has four steps and ends by naming the class::
+
+    Step 1 (image): ... Step 2 (audio): ... Step 3 (reference): ... Step 4 (answer): The target is <class>.
+
+and an SFT target appends the segmentation sentence: ``"<CoT> It is [SEG]."``.
+"""
+
+import re
+
+
+SEG_TOKEN = "[SEG]"
+# AURORA's answer ends with this sentence; the format reward checks it and inference appends it when missing.
+ANSWER_SUFFIX = f"It is {SEG_TOKEN}."
+# The self-correction trigger of Stage 2 (AURORA's figure: "...Wait, let me reconsider"), with the joiner spaces.
+REFLECT_TRIGGER = " Wait, let me reconsider. "
+NULL_CLASS = "null"
+NUM_FRAMES = 10
+
+# AURORA's system message, verbatim (including the two spaces before "Your answers").
+SYSTEM_PROMPT = (
+    "<<SYS>>\nYou are a helpful, respectful and honest assistant. Always answer as helpfully as possible, while "
+    "being safe.  Your answers should not include any harmful, unethical, racist, sexist, toxic, dangerous, or "
+    "illegal content. Please ensure that your responses are socially unbiased and positive in nature.\nIf a "
+    "question does not make any sense, or is not factually coherent, explain why instead of answering something "
+    "not correct. If you don't know the answer to a question, please don't share false information.\n<</SYS>>"
+)
+# AURORA's user message without its `<video>` placeholder: here the frames and audio are content blocks.
+USER_TEMPLATE = "The reference is: {expression} Please segment the corresponding object in the images."
+
+# Stage-1 data generation: the Omni model is told the answer (the ground-truth class) and asked to explain it in
+# the canonical steps. AURORA's own generation prompt is not public; this one is ours.
+COT_INSTRUCTION = (
+    'The reference is: "{expression}" {answer_hint} Explain step by step how the audio and the frames lead to this '
+    "answer, in exactly this format: Step 1 (image): <what the frames show>. Step 2 (audio): <what is heard, and "
+    "when>. Step 3 (reference): <which object the reference points to, and why>. Step 4 (answer): The target is "
+    "{class_name}."
+)
+COT_STEPS = ("image", "audio", "reference", "answer")
+_STEP_RE = re.compile(r"Step\s*(\d)\s*\((image|audio|reference|answer)\)\s*:", re.IGNORECASE)
+# A class name is lower-case letters with inner hyphens (hair-dryer, emergency-car, vacuum-cleaner). Quotes around
+# it are tolerated: AURORA's figure writes `The target is "man"`, which its own `(\w+)` regex cannot read.
+_TARGET_RE = re.compile(r"the\s+target\s+is\s+(?:the\s+)?[\"'“‘]?([a-z]+(?:-[a-z]+)*)", re.IGNORECASE)
+
+
+def user_text(expression: str) -> str:
+    """The user instruction for one referring expression."""
+    return USER_TEMPLATE.format(expression=expression.strip())
+
+
+def build_prompt(expression: str, num_frames: int = NUM_FRAMES, with_audio: bool = True) -> list[dict]:
+    """The conversational prompt of one sample: system text, then audio, the frames and the instruction.
+
+    Content blocks follow the transformers chat-template convention (`{"type": "audio"}`, `{"type": "image"}`);
+    the processor turns each into its placeholder tokens. Audio comes first, as in Qwen2.5-Omni's own examples.
+    """
+    content = [{"type": "audio"}] if with_audio else []
+    content += [{"type": "image"} for _ in range(num_frames)]
+    content.append({"type": "text", "text": user_text(expression)})
+    return [
+        {"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]},
+        {"role": "user", "content": content},
+    ]
+
+
+def cot_generation_prompt(expression: str, class_name: str, num_frames: int = NUM_FRAMES) -> list[dict]:
+    """The prompt that asks an Omni model for a canonical CoT path, given the ground-truth class."""
+    hint = (
+        "Nothing in the clip matches it."
+        if class_name == NULL_CLASS
+        else f"The object it refers to is the {class_name}."
+    )
+    prompt = build_prompt(expression, num_frames=num_frames)
+    text = COT_INSTRUCTION.format(expression=expression.strip(), answer_hint=hint, class_name=class_name)
+    prompt[1]["content"][-1] = {"type": "text", "text": text}
+    return prompt
+
+
+def format_cot(image: str, audio: str, reference: str, class_name: str) -> str:
+    """Assemble the canonical four-step CoT text; step 4 names the class."""
+    return (
+        f"Step 1 (image): {image.strip()} Step 2 (audio): {audio.strip()} "
+        f"Step 3 (reference): {reference.strip()} Step 4 (answer): The target is {class_name}."
+    )
+
+
+def sft_target(reasoning: str) -> str:
+    """The Stage-1/Stage-2 SFT answer: reasoning followed by the segmentation sentence."""
+    return f"{reasoning.strip()} {ANSWER_SUFFIX}"
+
+
+def teacher_target(class_name: str) -> str:
+    """The Stage-0 direct answer (also the distillation teacher's input): no reasoning, class named."""
+    return f"It is {class_name} {SEG_TOKEN}."
+
+
+def reflective_path(y_wrong: str, y_correct: str) -> str:
+    """Stage-2 target text: the first (wrong) path, the trigger, then the corrected path."""
+    return f"{y_wrong.strip()}{REFLECT_TRIGGER}{y_correct.strip()}"
+
+
+def class_from_uid(uid: str) -> str:
+    """Ref-AVS uids are `{vid}_{class}_{k}`; vids may contain `_`, classes may contain `-` but never `_`."""
+    parts = uid.rsplit("_", 2)
+    if len(parts) != 3 or not parts[1] or not parts[2]:
+        raise ValueError(f"uid {uid!r} does not end with '_<class>_<k>'")
+    return parts[1]
+
+
+def media_id_from_uid(uid: str) -> str:
+    """The video id the official Ref-AVS loader derives from a uid (`null_c-<vid>` for null rows)."""
+    return uid.rsplit("_", 2)[0]
+
+
+def parse_answer_class(text: str) -> str | None:
+    """The class named by the *last* `The target is <class>` in `text`, lower-cased; None if there is none.
+
+    The last one counts because a reflective answer names a class twice (before and after the trigger) and only
+    the corrected one is the answer.
+    """
+    matches = _TARGET_RE.findall(text or "")
+    return matches[-1].lower() if matches else None
+
+
+def has_answer_format(text: str) -> bool:
+    """True when the answer ends with the segmentation sentence `It is [SEG].` (trailing whitespace ignored)."""
+    return (text or "").rstrip().endswith(ANSWER_SUFFIX)
+
+
+def split_cot_steps(text: str) -> dict[str, str]:
+    """Map each CoT step found in `text` (image, audio, reference, answer) to its body.
+
+    Steps are recognised by their `Step N (name):` headers; a step whose number does not match its canonical
+    position is still returned under its name. Text before the first header is ignored.
+    """
+    headers = list(_STEP_RE.finditer(text or ""))
+    steps = {}
+    for i, match in enumerate(headers):
+        end = headers[i + 1].start() if i + 1 < len(headers) else len(text)
+        steps.setdefault(match.group(2).lower(), text[match.end() : end].strip())
+    return steps
+
+
+def has_canonical_steps(text: str) -> bool:
+    """True when all four steps appear, each once, numbered 1-4 in canonical order."""
+    headers = [(int(m.group(1)), m.group(2).lower()) for m in _STEP_RE.finditer(text or "")]
+    return headers == [(i + 1, name) for i, name in enumerate(COT_STEPS)]

@@ -1,0 +1,63 @@
+"""Shared test set-up: offline, CPU, quiet; tiny data and models are built here once per session."""
+
+import logging
+import os
+
+
+# Set before anything imports huggingface_hub: with these, an accidental Hub call fails in seconds.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory):
+    """A small synthetic Ref-AVS folder (metadata, media, masks, dumps), written once per test session."""
+    from data_prep.synth import write_synthetic_refavs
+
+    root = tmp_path_factory.mktemp("synth") / "refavs"
+    write_synthetic_refavs(root, clips=20, seed=0, size=48)
+    return root
+
+
+# ---- model fixtures (aurora_trl.modeling) below this line ----
+
+
+@pytest.fixture(scope="session")
+def tiny_base_dir(tmp_path_factory):
+    """A tiny random plain Qwen2.5-Omni thinker + processor folder (the "base checkpoint"), written once."""
+    from aurora_trl.modeling.tiny import save_tiny_thinker
+
+    return save_tiny_thinker(tmp_path_factory.mktemp("tiny_base") / "thinker", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_aurora_dir(tmp_path_factory):
+    """A tiny random AuroraForSegmentation + processor folder (SAM at 64 px), written once."""
+    from aurora_trl.modeling.tiny import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny_aurora") / "model", seed=0, sam_image_size=64)
+
+
+@pytest.fixture
+def tiny_aurora(tiny_aurora_dir):
+    """A fresh `(model, processor)` loaded from `tiny_aurora_dir` (tests may modify it)."""
+    from aurora_trl.modeling import AuroraForSegmentation, load_processor
+
+    return AuroraForSegmentation.from_pretrained(tiny_aurora_dir).eval(), load_processor(tiny_aurora_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip():
+    """Ten 48×64 frames and one second of 16 kHz audio."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)) for _ in range(10)]
+    audio = (0.1 * np.sin(np.linspace(0, 3000, 16000))).astype("float32")
+    return frames, audio
