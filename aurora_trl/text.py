@@ -42,9 +42,13 @@ COT_INSTRUCTION = (
 )
 COT_STEPS = ("image", "audio", "reference", "answer")
 _STEP_RE = re.compile(r"Step\s*(\d)\s*\((image|audio|reference|answer)\)\s*:", re.IGNORECASE)
-# A class name is lower-case letters with inner hyphens (hair-dryer, emergency-car, vacuum-cleaner). Quotes around
-# it are tolerated: AURORA's figure writes `The target is "man"`, which its own `(\w+)` regex cannot read.
-_TARGET_RE = re.compile(r"the\s+target\s+is\s+(?:the\s+)?[\"'“‘]?([a-z]+(?:-[a-z]+)*)", re.IGNORECASE)
+# The answer phrase runs from "the target is" to the end of its clause. AURORA's `(\w+)` stops at the hyphen of
+# hair-dryer and fails on quotes (its own figure writes `The target is "man"`); the whole phrase is normalised.
+_TARGET_RE = re.compile(r"the\s+target\s+is\s*:?\s*([^.!?,;:\n\[]*)", re.IGNORECASE)
+_QUOTES = "\"'“”‘’`*"
+_ARTICLE_RE = re.compile(r"^(?:the|a|an)\s+")
+# Words an answer may use for "nothing matches" (Ref-AVS's null rows).
+NULL_ANSWERS = frozenset({NULL_CLASS, "none", "nothing", "no-object", "no-target"})
 
 
 def user_text(expression: str) -> str:
@@ -116,14 +120,30 @@ def media_id_from_uid(uid: str) -> str:
     return uid.rsplit("_", 2)[0]
 
 
+def normalize_class(phrase: str) -> str:
+    """Canonical form of a class phrase: lower case, no quotes or leading article, and spaces, underscores and
+    hyphens alike (`"The Emergency car"` -> `emergency-car`)."""
+    phrase = phrase.strip().strip(_QUOTES + " ").lower()
+    phrase = _ARTICLE_RE.sub("", phrase).strip(_QUOTES + " ")
+    return re.sub(r"[\s_-]+", "-", phrase).strip("-")
+
+
 def parse_answer_class(text: str) -> str | None:
-    """The class named by the *last* `The target is <class>` in `text`, lower-cased; None if there is none.
+    """The normalised class named by the *last* `the target is …` phrase of `text` (any case); None if none.
 
     The last one counts because a reflective answer names a class twice (before and after the trigger) and only
-    the corrected one is the answer.
+    the corrected one is the answer. An empty phrase ("The target is .") also gives None.
     """
     matches = _TARGET_RE.findall(text or "")
-    return matches[-1].lower() if matches else None
+    return (normalize_class(matches[-1]) or None) if matches else None
+
+
+def names_class(named: str | None, class_name: str) -> bool:
+    """Whether a parsed answer names `class_name`; for null rows "none", "nothing" and "no object" count too."""
+    if named is None:
+        return False
+    truth = normalize_class(class_name)
+    return named == truth or (truth == NULL_CLASS and named in NULL_ANSWERS)
 
 
 def has_answer_format(text: str) -> bool:

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
-from datasets import Dataset, DatasetDict
+from datasets import Dataset, DatasetDict, load_from_disk
 from tqdm.auto import tqdm
 
 from aurora_trl.text import build_prompt
 from data_prep.dumps import STAGE1_FIELDS, STAGE2_FIELDS, Dump, DumpError, read_dump
-from data_prep.refavs import SPLITS, BadRow, MetadataError, Row, load_row_assets, read_metadata
+from data_prep.refavs import SPLITS, BadRow, ClipReader, MetadataError, Row, read_metadata
 from data_prep.schema import FEATURES
 
 
@@ -47,7 +47,7 @@ class Shard:
 def generate_examples(shards: list[Shard]):
     """Yield the examples of some shards; rows whose assets fail a check go to the shard's skip file instead."""
     for shard in shards:
-        root = Path(shard.root)
+        reader = ClipReader(Path(shard.root), shard.num_frames)
         with open(shard.skip_file, "a", encoding="utf-8") as skips:
             for row in tqdm(
                 shard.rows,
@@ -56,7 +56,7 @@ def generate_examples(shards: list[Shard]):
                 mininterval=1.0,
             ):
                 try:
-                    assets = load_row_assets(root, row, shard.num_frames)
+                    assets = reader.row_assets(row)
                 except BadRow as err:
                     skips.write(
                         json.dumps({"uid": row.uid, "split": row.split, "line": row.line, "reason": str(err)}) + "\n"
@@ -112,6 +112,7 @@ def build_dataset(refavs_root, out, stage1=None, stage2=None, num_proc: int = 1,
         dataset.save_to_disk(str(out), num_shards={k: 1 for k, v in dataset.items() if len(v) == 0})
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    dataset = load_from_disk(str(out))  # backed by the saved files, not the removed build cache
 
     skipped = metadata_skips + asset_skips
     report = {
@@ -146,18 +147,23 @@ def _build_split(root: Path, split: str, rows: list[Row], dumps: dict, work: Pat
     (work / split).mkdir()
     if not rows:
         return Dataset.from_dict({name: [] for name in FEATURES}, features=FEATURES, split=split)
-    workers = max(1, min(num_proc, len(rows)))
+    # Whole clips per worker, rows of a clip together: each worker decodes a clip's frames and audio once.
+    clips = {}
+    for row in rows:
+        clips.setdefault(row.vid, []).append(row)
+    workers = max(1, min(num_proc, len(clips)))
+    shard_rows = [[r for vid in list(clips)[i::workers] for r in clips[vid]] for i in range(workers)]
     shards = [
         Shard(
             str(root),
-            rows[i::workers],
-            _subset(dumps["stage1"], rows[i::workers]),
-            _subset(dumps["stage2"], rows[i::workers]),
+            part,
+            _subset(dumps["stage1"], part),
+            _subset(dumps["stage2"], part),
             str(work / split / f"skips-{i}.jsonl"),
             num_frames,
             i,
         )
-        for i in range(workers)
+        for i, part in enumerate(shard_rows)
     ]
     # The workers' own bars (with totals) replace datasets' open-ended "Generating split" counter.
     bars_were_on = not datasets.are_progress_bars_disabled()

@@ -22,7 +22,7 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from aurora_trl.text import cot_generation_prompt, has_canonical_steps, parse_answer_class
+from aurora_trl.text import cot_generation_prompt, has_canonical_steps, names_class, parse_answer_class
 from data_prep.dumps import read_jsonl_records
 
 
@@ -31,7 +31,7 @@ def judge_cot(text: str, class_name: str) -> str | None:
     if not has_canonical_steps(text):
         return "not the four canonical steps"
     named = parse_answer_class(text)
-    if named != class_name:
+    if not names_class(named, class_name):
         return f"answer names {named!r}, ground truth is {class_name!r}"
     return None
 

@@ -221,17 +221,37 @@ def read_audio(path: Path) -> bytes:
     return buf.getvalue()
 
 
-def load_row_assets(root: Path, row: Row, num_frames: int = NUM_FRAMES) -> dict:
-    """Frames, audio and masks of one row, all checked; raises `BadRow` with the first problem found."""
-    folder = media_dir(root, row)
-    frames, sizes = read_frames(folder / "frames", num_frames)
-    if row.is_null:
-        # Null vids also carry real objects (every Ref-AVS null vid has non-null rows), so `fid_0` there is some
-        # object's mask: the ground truth of a null expression is empty by definition.
-        masks = empty_masks(sizes)
-    else:
-        masks = read_masks(root / "gt_mask" / row.vid / f"fid_{row.fid}", sizes)
-    return {"images": frames, "masks": masks, "audio": read_audio(folder / "audio.wav")}
+class ClipReader:
+    """Reads rows' assets, keeping the last clip's frames and audio: a clip has several rows (one per expression,
+    about 5.7 in Ref-AVS), and rows arrive grouped by clip, so each clip is decoded and checked once."""
+
+    def __init__(self, root: Path, num_frames: int = NUM_FRAMES):
+        self.root, self.num_frames = Path(root), num_frames
+        self._folder, self._clip = None, None  # the clip is a dict, or the BadRow it raised
+
+    def clip(self, row: Row) -> dict:
+        folder = media_dir(self.root, row)
+        if folder != self._folder:
+            self._folder = folder
+            try:
+                frames, sizes = read_frames(folder / "frames", self.num_frames)
+                self._clip = {"images": frames, "sizes": sizes, "audio": read_audio(folder / "audio.wav")}
+            except BadRow as err:
+                self._clip = err
+        if isinstance(self._clip, BadRow):
+            raise self._clip
+        return self._clip
+
+    def row_assets(self, row: Row) -> dict:
+        """Frames, audio and masks of one row, all checked; raises `BadRow` with the first problem found."""
+        clip = self.clip(row)
+        if row.is_null:
+            # Null vids also carry real objects (every Ref-AVS null vid has non-null rows), so `fid_0` there is
+            # some object's mask: the ground truth of a null expression is empty by definition.
+            masks = empty_masks(clip["sizes"])
+        else:
+            masks = read_masks(self.root / "gt_mask" / row.vid / f"fid_{row.fid}", clip["sizes"])
+        return {"images": clip["images"], "masks": masks, "audio": clip["audio"]}
 
 
 def _decode_size(raw: bytes, what: str) -> tuple[int, int]:

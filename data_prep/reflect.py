@@ -5,7 +5,7 @@
 `--outputs` holds the Stage-1 model's own reasoning per uid (y_wrong), `--corrected` the corrected paths from a
 stronger model (y_correct); both in any dump format (`data_prep/dumps.py`). A pair is kept only when the corrected
 path names the ground-truth class (the class of the uid), read with the same parser as the GRPO class reward
-(`aurora_trl.text.parse_answer_class`). Kept pairs go to `--out` as JSON lines `{uid, y_wrong, y_correct,
+(`aurora_trl.text.parse_answer_class` and `names_class`). Kept pairs go to `--out` as JSON lines `{uid, y_wrong, y_correct,
 reflective}`, the format `aurora-trl data build --stage2` reads; every other uid goes to `<out>.skipped.jsonl`
 with its reason.
 """
@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from aurora_trl.text import class_from_uid, parse_answer_class, reflective_path
+from aurora_trl.text import class_from_uid, names_class, parse_answer_class, reflective_path
 from data_prep.dumps import DumpError, read_dump
 
 
@@ -44,9 +44,9 @@ def build_reflective(outputs: dict[str, str], corrected: dict[str, str], only_wr
         answer = parse_answer_class(corrected[uid])
         if answer is None:
             drop("corrected path names no class ('The target is <class>.' not found)")
-        elif answer != truth:
+        elif not names_class(answer, truth):
             drop(f"corrected path names {answer!r}, ground truth is {truth!r}")
-        elif only_wrong and parse_answer_class(outputs[uid]) == truth:
+        elif only_wrong and names_class(parse_answer_class(outputs[uid]), truth):
             drop("Stage-1 output was already right (--only-wrong)")
         else:
             kept.append(

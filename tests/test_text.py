@@ -11,6 +11,7 @@ from aurora_trl.text import (
     has_answer_format,
     has_canonical_steps,
     media_id_from_uid,
+    names_class,
     parse_answer_class,
     reflective_path,
     sft_target,
@@ -41,6 +42,29 @@ def test_parse_answer_class_reads_every_refavs_label(class_name):
     assert parse_answer_class(f'So... The target is "{class_name}".') == class_name
     assert parse_answer_class(f"THE TARGET IS THE {class_name.upper()}.") == class_name
     assert class_from_uid(f"-abc_DEF_1000_11000_{class_name}_3") == class_name
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("The target is emergency car.", "emergency-car"),
+        ("the TARGET is: The Vacuum_Cleaner!", "vacuum-cleaner"),
+        ("The target is a dog, barking.", "dog"),
+        ("The target is “man”.", "man"),
+        ("The target is **guitar**. It is [SEG].", "guitar"),
+        ("The target is an ukulele [SEG].", "ukulele"),
+        ("The target is .", None),
+    ],
+)
+def test_parse_answer_class_normalises_the_phrase(text, expected):
+    assert parse_answer_class(text) == expected
+
+
+def test_names_class_accepts_null_synonyms_only_for_null():
+    for answer in ("null", "none", "nothing", "no object", "No-Object"):
+        assert names_class(parse_answer_class(f"The target is {answer}."), "null")
+        assert not names_class(parse_answer_class(f"The target is {answer}."), "guitar")
+    assert names_class("emergency-car", "emergency-car") and not names_class(None, "null")
 
 
 def test_parse_answer_class_takes_the_last_answer_of_a_reflective_path():
