@@ -5,6 +5,7 @@
     aurora-trl data reflect --outputs F --corrected F --out F ...           Stage-2 reflective targets
     aurora-trl data cot     --model PATH --data DIR --out FILE              Stage-1 CoT paths with an Omni model
     aurora-trl tiny         --out DIR                                       tiny random model, built offline
+    aurora-trl train        RECIPE [--option value ...]                     a training recipe, through accelerate
 
 Each sub-command's parser is declared by the module that implements it (`add_arguments(parser)` + `run(args)`),
 and that module is imported only when its command runs, so `aurora-trl --help` stays fast.
@@ -22,6 +23,10 @@ COMMANDS = {
     ("data", "reflect"): ("data_prep.reflect", "build Stage-2 reflective targets and filter them by class"),
     ("data", "cot"): ("data_prep.cot", "generate Stage-1 CoT paths with a Qwen2.5-Omni thinker (resumable)"),
     ("tiny",): ("aurora_trl.modeling.tiny", "write a tiny random AURORA model, processor and tokenizer"),
+    ("train",): (
+        "aurora_trl.launch",
+        "run a training recipe with accelerate (its `accelerate:` block sets the flags)",
+    ),
 }
 
 

@@ -1,0 +1,493 @@
+"""AURORA's segmentation model on a transformers audio-visual LLM: backbone + `[SEG]` + projector + SAM.
+
+Design
+------
+**Subclass, not wrapper.** [`AuroraForSegmentation`] *is* a `Qwen2_5OmniThinkerForConditionalGeneration` with two
+extra sub-modules (`seg_projector`, `sam`). Compared with a wrapper holding the thinker (reference notes, omni-notes
+§2.1), the subclass keeps everything TRL relies on without delegation code: `generate` with the thinker's 3-D
+(TMRoPE) position logic, `base_model` = the modality-merging backbone that TRL's fused LM head calls, the
+output embeddings, and the Hub checkpoint layout (a saved AURORA model's LLM/tower keys are those of a plain
+thinker). Its one trap, transformers 5 skipping checkpoint-key conversion for classes outside the library (the LLM
+of a base checkpoint then silently stays random), is fixed by registering the thinker's conversion mapping for
+this class name (below), and `from_base` checks that no backbone weight was left missing.
+
+**Backbone seam.** Everything AURORA adds lives in [`AuroraSegmentationMixin`] (and the config fields in
+`AuroraSegmentationFields`). The backbone-specific facts are four class attributes: the module paths of the
+audio and vision towers, the LoRA target regex of the LLM attention, and the class whose checkpoint mapping to
+reuse. Another transformers audio-visual model is added by one model class (plus its two-base config class)::
+
+    class AuroraQwen3OmniConfig(Qwen3OmniMoeThinkerConfig, AuroraSegmentationFields):
+        model_type = "aurora_qwen3_omni"
+
+    class AuroraQwen3OmniForSegmentation(AuroraSegmentationMixin, Qwen3OmniMoeThinkerForConditionalGeneration):
+        config_class = AuroraQwen3OmniConfig
+        _aurora_base_class_name = "Qwen3OmniMoeThinkerForConditionalGeneration"
+        ...  # tower prefixes / LoRA regex if the names differ
+
+**One `[SEG]` convention** (AURORA's code uses the state *at* `[SEG]` in SFT and inference but the state *before*
+it in GRPO; this package uses one everywhere): the final-layer (post-norm) hidden state **at the last `[SEG]`
+token** of each sequence, i.e. `backbone(...).last_hidden_state` = `outputs.hidden_states[-1]` at that position.
+Fallback when a sequence has no `[SEG]`: the state at its **last attended token** (the last position whose
+attention mask is 1; the last completion token in a prompt+completion batch). [`select_seg_hidden_states`]
+implements it and reports which rows fell back.
+
+**Mask decoding.** One projected `[SEG]` embedding prompts all T frames of its clip; (prompt, frame) pairs are
+decoded in one batch by `sam.decode_masks` (SAM's `MaskDecoder.forward` would pair every prompt with every frame).
+The frozen image encoder runs once per clip; [`~aurora_trl.modeling.embedding_cache.SamEmbeddingCache`] reuses
+its output across a GRPO group and across epochs.
+"""
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+from transformers.conversion_mapping import (
+    get_checkpoint_conversion_mapping,
+    register_checkpoint_conversion_mapping,
+)
+from transformers.utils import ModelOutput
+
+from ..text import ANSWER_SUFFIX, SEG_TOKEN, build_prompt
+from .configuration_aurora import AuroraConfig
+from .processing import load_processor
+from .sam import build_sam, decode_masks, init_sam_module, postprocess_masks, preprocess_frames
+
+
+logger = logging.getLogger(__name__)
+
+
+def add_seg_token(tokenizer) -> int:
+    """Add `[SEG]` to `tokenizer` as a normal added token (idempotent) and return its id.
+
+    Not a special token: TRL decodes completions with `skip_special_tokens=True`, which would strip a special
+    `[SEG]` from the text the format reward reads.
+    """
+    if SEG_TOKEN not in tokenizer.get_vocab():
+        tokenizer.add_tokens([SEG_TOKEN])
+    return tokenizer.convert_tokens_to_ids(SEG_TOKEN)
+
+
+def select_seg_hidden_states(
+    hidden_states: torch.Tensor | Sequence[torch.Tensor],
+    input_ids: torch.LongTensor,
+    seg_token_id: int,
+    attention_mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.BoolTensor, torch.LongTensor]:
+    """The hidden state that stands for `[SEG]` in each sequence (the package's one convention).
+
+    Args:
+        hidden_states (`torch.Tensor` of shape `(B, L, H)`, or the tuple of all layers):
+            Final-layer states: the backbone's `last_hidden_state`, or `outputs.hidden_states` (its last element is
+            used).
+        input_ids (`torch.LongTensor` of shape `(B, L)`):
+            The tokens the states belong to (prompt + completion).
+        seg_token_id (`int`):
+            Id of `[SEG]`.
+        attention_mask (`torch.Tensor` of shape `(B, L)`, *optional*):
+            Padding mask; padded positions are never selected.
+
+    Returns:
+        `tuple`: `(states, found, positions)`. `states` (`(B, H)`) is the state at the **last** `[SEG]` of each row,
+        or, where a row has none (`found[b]` is `False`), at its last attended token; `positions` are the
+        selected indices.
+    """
+    if isinstance(hidden_states, (tuple, list)):
+        hidden_states = hidden_states[-1]
+    batch, length = input_ids.shape
+    index = torch.arange(length, device=input_ids.device).expand(batch, length)
+    attended = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+    is_seg = (input_ids == seg_token_id) & attended
+    last_seg = torch.where(is_seg, index, -1).amax(dim=1)
+    last_attended = torch.where(attended, index, -1).amax(dim=1).clamp(min=0)
+    found = last_seg >= 0
+    positions = torch.where(found, last_seg, last_attended)
+    rows = torch.arange(batch, device=input_ids.device)
+    return hidden_states[rows, positions], found, positions
+
+
+def multimodal_token_ids(config) -> list[int]:
+    """Ids of the backbone's multimodal placeholder and marker tokens.
+
+    A sampled marker breaks the next forward (mismatched image/audio placeholders), so generation must suppress
+    all of them (`generate(..., suppress_tokens=...)`; TRL suppresses only the image token).
+    """
+    names = (
+        "image_token_id",
+        "video_token_id",
+        "audio_token_id",
+        "vision_start_token_id",
+        "vision_end_token_id",
+        "audio_start_token_id",
+        "audio_end_token_id",
+    )
+    ids = [getattr(config, name, None) for name in names]
+    return sorted({i for i in ids if isinstance(i, int) and i >= 0})
+
+
+@dataclass
+class SegmentationOutput(ModelOutput):
+    """Output of [`AuroraSegmentationMixin.segment`].
+
+    Args:
+        text (`str`): The decoded answer (reasoning), with `It is [SEG].` appended when the model emitted no `[SEG]`.
+        mask_logits (`torch.Tensor` of shape `(T, H, W)`): Mask logits at the frames' size (`> 0` = foreground).
+        seg_emitted (`bool`): Whether the model generated `[SEG]` itself.
+        sequences (`torch.LongTensor` of shape `(1, L)`): Prompt + answer ids the masks were decoded from.
+    """
+
+    text: str | None = None
+    mask_logits: torch.Tensor | None = None
+    seg_emitted: bool | None = None
+    sequences: torch.LongTensor | None = None
+
+
+class AuroraSegmentationMixin:
+    """Everything AURORA adds to an audio-visual LLM: `[SEG]` handling, the projector, SAM, and their helpers.
+
+    Mixed in *before* a transformers `...ForConditionalGeneration` class. The backbone-specific facts are the
+    class attributes below.
+    """
+
+    # Modules that are frozen by AURORA's policy (prefixes of parameter names of the un-wrapped model).
+    _aurora_audio_tower: str = "model.audio_tower"
+    _aurora_vision_tower: str = "model.visual"
+    # PEFT full-matches a string target: this regex puts LoRA on the LLM's q/v projections only (the plain names
+    # "q_proj"/"v_proj" also hit the audio encoder and SAM's mask-decoder attention). `.*` covers PEFT prefixes.
+    _aurora_lora_target_regex: str = r".*language_model\.layers\.\d+\.self_attn\.(q_proj|v_proj)"
+    # The native class whose checkpoint-key conversion applies to this class too.
+    _aurora_base_class_name: str = "Qwen2_5OmniThinkerForConditionalGeneration"
+    # Missing keys that are expected when building from a base checkpoint (everything AURORA adds).
+    _aurora_new_module_prefixes: tuple[str, ...] = ("seg_projector.", "sam.")
+
+    def _build_aurora_modules(self, config) -> None:
+        hidden = config.get_text_config().hidden_size
+        # AURORA/LISA `text_hidden_fcs`: hidden -> hidden -> SAM prompt width (dropout 0 omitted).
+        self.seg_projector = nn.Sequential(
+            nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, config.sam_prompt_dim)
+        )
+        self.sam = build_sam(config.sam_spec)
+
+    def _init_weights(self, module):
+        # SAM's raw parameters/buffers (position embeddings, rel-pos tables, Fourier matrix, pixel statistics) are
+        # unknown to transformers' default init and would keep uninitialised memory after from_pretrained.
+        if not init_sam_module(module):
+            super()._init_weights(module)
+
+    # ----- the backbone seam -----
+    def get_backbone(self) -> nn.Module:
+        """The module that merges text, image and audio embeddings and returns `last_hidden_state` (the one TRL's
+        fused LM head calls; hook it to get `[SEG]` states without a second forward)."""
+        return self.model
+
+    # ----- [SEG] -----
+    @property
+    def seg_token_id(self) -> int:
+        if self.config.seg_token_id is None:
+            raise ValueError("config.seg_token_id is not set: add [SEG] with add_seg_token(tokenizer) first")
+        return self.config.seg_token_id
+
+    def seg_embeddings(
+        self,
+        hidden_states: torch.Tensor | Sequence[torch.Tensor],
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.BoolTensor]:
+        """Projected `[SEG]` embeddings `(B, sam_prompt_dim)` and the `found` flags (see
+        [`select_seg_hidden_states`] for which state is used)."""
+        states, found, _ = select_seg_hidden_states(hidden_states, input_ids, self.seg_token_id, attention_mask)
+        dtype = next(self.seg_projector.parameters()).dtype  # works under PEFT's ModulesToSaveWrapper too
+        return self.seg_projector(states.to(dtype)), found
+
+    # ----- SAM -----
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """SAM image embeddings `(N, C, h, w)` of pre-processed frames `(N, 3, S, S)` (see `preprocess_frames`).
+
+        Runs without autograd when the encoder is frozen (AURORA's policy), which saves its activations.
+        """
+        encoder = self.sam.image_encoder
+        weight = encoder.patch_embed.proj.weight
+        trainable = any(p.requires_grad for p in encoder.parameters())
+        with torch.set_grad_enabled(trainable and torch.is_grad_enabled()):
+            return encoder(pixel_values.to(device=weight.device, dtype=weight.dtype))
+
+    def predict_masks(
+        self,
+        seg_embeddings: torch.Tensor,
+        image_embeddings: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        clip_index: torch.LongTensor | None = None,
+        input_sizes: Sequence[tuple[int, int]] | tuple[int, int] | None = None,
+        original_sizes: Sequence[tuple[int, int]] | tuple[int, int] | None = None,
+    ) -> torch.Tensor | list[torch.Tensor]:
+        """Mask logits for every frame of the clip each `[SEG]` embedding belongs to.
+
+        Args:
+            seg_embeddings (`torch.Tensor` of shape `(B, C)`):
+                Projected `[SEG]` embeddings ([`seg_embeddings`]).
+            image_embeddings (`torch.Tensor` of shape `(K, T, C, h, w)`, *optional*):
+                SAM image embeddings of K clips (e.g. from the embedding cache). Give this or `pixel_values`.
+            pixel_values (`torch.Tensor` of shape `(K, T, 3, S, S)`, *optional*):
+                Pre-processed frames; encoded here.
+            clip_index (`torch.LongTensor` of shape `(B,)`, *optional*):
+                Clip of each embedding. Defaults to all 0 when K = 1 (a GRPO group of one clip), else `arange(B)`.
+            input_sizes, original_sizes (one `(h, w)` or one per clip, *optional*):
+                Size of the resized frames inside the SAM square, and of the original frames. Without
+                `original_sizes` the low-resolution logits `(B, T, 4h, 4w)` are returned.
+
+        Returns:
+            `list[torch.Tensor]`: one `(T, H, W)` tensor per embedding (at its clip's original size), or the
+            low-resolution tensor when `original_sizes` is `None`.
+        """
+        if image_embeddings is None:
+            if pixel_values is None:
+                raise ValueError("predict_masks needs image_embeddings or pixel_values")
+            k, t = pixel_values.shape[:2]
+            image_embeddings = self.encode_images(pixel_values.flatten(0, 1)).unflatten(0, (k, t))
+        num_clips, num_frames = image_embeddings.shape[:2]
+        batch = seg_embeddings.shape[0]
+        if clip_index is None:
+            if num_clips not in (1, batch):
+                raise ValueError(f"{num_clips} clips for {batch} [SEG] embeddings: pass clip_index")
+            clip_index = torch.zeros(batch, dtype=torch.long) if num_clips == 1 else torch.arange(batch)
+        clip_index = clip_index.to(image_embeddings.device)
+        if num_clips == 1:  # a view, no copy of the embeddings for the G prompts of a group
+            pairs = image_embeddings.expand(batch, *image_embeddings.shape[1:])
+        else:
+            pairs = image_embeddings[clip_index]
+        prompts = seg_embeddings.to(pairs.dtype)[:, None].expand(batch, num_frames, seg_embeddings.shape[-1])
+        low_res = decode_masks(self.sam, pairs.flatten(0, 1), prompts.flatten(0, 1)).unflatten(0, (batch, num_frames))
+        if original_sizes is None:
+            return low_res
+        size = self.config.sam_image_size
+        per_clip = lambda sizes: [sizes] * num_clips if isinstance(sizes[0], int) else list(sizes)  # noqa: E731
+        input_sizes = per_clip(input_sizes if input_sizes is not None else (size, size))
+        original_sizes = per_clip(original_sizes)
+        return [
+            postprocess_masks(low_res[b], size, tuple(input_sizes[c]), tuple(original_sizes[c]))
+            for b, c in enumerate(clip_index.tolist())
+        ]
+
+    # ----- inference -----
+    @torch.no_grad()
+    def segment(
+        self,
+        frames: Sequence,
+        audio=None,
+        expression: str = "",
+        processor=None,
+        max_new_tokens: int = 512,
+        sampling_rate: int = 16000,
+        **generate_kwargs,
+    ) -> SegmentationOutput:
+        """Reason about a clip and segment the referred object in every frame (greedy decoding).
+
+        Args:
+            frames (`Sequence[PIL.Image.Image]`):
+                The T frames of the clip (all the same size).
+            audio (`np.ndarray`, *optional*):
+                Mono waveform at `sampling_rate` (16 kHz for the Omni feature extractor); `None` for no audio.
+            expression (`str`):
+                The referring expression.
+            processor (*optional*):
+                The model's processor; loaded from `config._name_or_path` when omitted.
+            max_new_tokens (`int`, *optional*, defaults to `512`):
+                Length limit of the answer.
+            sampling_rate (`int`, *optional*, defaults to `16000`):
+                Sampling rate of `audio`.
+            **generate_kwargs:
+                Further `generate` arguments (e.g. `sequence_bias`); decoding stays greedy.
+
+        Returns:
+            [`SegmentationOutput`]: the answer text and `(T, H, W)` mask logits at the frames' size. As in AURORA,
+            `It is [SEG].` is appended to the answer when the model emitted no `[SEG]`, and the masks are decoded
+            from that appended token.
+        """
+        if processor is None:
+            processor = load_processor(self.config._name_or_path)
+        tokenizer = processor.tokenizer
+        inputs = self.prepare_inputs(processor, frames, audio, expression, sampling_rate)
+        prompt_length = inputs["input_ids"].shape[1]
+        generated = self.generate(
+            **inputs,
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            suppress_tokens=multimodal_token_ids(self.config),
+            **generate_kwargs,
+        )
+        answer = generated[0, prompt_length:]
+        # Drop end-of-turn and padding: the answer must end with the text the masks are decoded from.
+        stop = {tokenizer.pad_token_id, tokenizer.eos_token_id, *_as_list(self.generation_config.eos_token_id)}
+        keep = [i for i in answer.tolist() if i not in stop]
+        seg_emitted = self.seg_token_id in keep
+        if not seg_emitted:
+            text = tokenizer.decode(keep, skip_special_tokens=True)
+            suffix = (" " if text and not text.endswith(" ") else "") + ANSWER_SUFFIX
+            keep += tokenizer(suffix, add_special_tokens=False)["input_ids"]
+        answer_ids = torch.tensor([keep], dtype=torch.long, device=inputs["input_ids"].device)
+        sequences = torch.cat([inputs["input_ids"], answer_ids], dim=1)
+        forward_inputs = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
+        attention_mask = torch.ones_like(sequences)
+        # The backbone gives the final-layer states without computing the full-vocabulary logits.
+        hidden = self.get_backbone()(input_ids=sequences, attention_mask=attention_mask, **forward_inputs)
+        seg, _ = self.seg_embeddings(hidden.last_hidden_state, sequences, attention_mask)
+        sam_frames = preprocess_frames(frames, self.config.sam_image_size)
+        masks = self.predict_masks(
+            seg,
+            pixel_values=sam_frames.pixel_values[None].to(seg.device),
+            input_sizes=sam_frames.input_size,
+            original_sizes=sam_frames.original_size,
+        )[0]
+        text = tokenizer.decode(keep, skip_special_tokens=True)
+        return SegmentationOutput(text=text, mask_logits=masks, seg_emitted=seg_emitted, sequences=sequences)
+
+    def prepare_inputs(self, processor, frames, audio, expression: str, sampling_rate: int = 16000) -> dict:
+        """Processor inputs of one clip's prompt (the package's single prompt template, `text.build_prompt`)."""
+        messages = build_prompt(expression, num_frames=len(frames), with_audio=audio is not None)
+        kwargs = {}
+        if self.config.frames_as_video:
+            # One video block instead of T image blocks; needs the torchvision-backed video processor.
+            messages[-1]["content"] = [b for b in messages[-1]["content"] if b["type"] != "image"]
+            messages[-1]["content"].insert(1 if audio is not None else 0, {"type": "video"})
+            kwargs["videos"] = [list(frames)]
+        else:
+            kwargs["images"] = list(frames)
+        if audio is not None:
+            kwargs["audio"] = [audio]
+            kwargs["sampling_rate"] = sampling_rate
+        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        inputs = processor(text=[text], return_tensors="pt", **kwargs)
+        return {k: v.to(self.device) if hasattr(v, "to") else v for k, v in inputs.items()}
+
+    # ----- building from a base checkpoint -----
+    @classmethod
+    def from_base(
+        cls,
+        base_model_name_or_path: str,
+        processor=None,
+        sam_checkpoint: str | None = None,
+        config_overrides: dict | None = None,
+        **kwargs,
+    ):
+        """Build an AURORA model from a base checkpoint of the backbone (e.g. `Qwen/Qwen2.5-Omni-7B` or a saved thinker).
+
+        Adds `[SEG]` to the processor's tokenizer, loads the backbone weights (and checks that none is missing:
+        transformers only logs missing keys), initialises the projector and SAM, and optionally loads an official
+        SAM checkpoint (interpolated to `config.sam_image_size`).
+
+        Args:
+            base_model_name_or_path (`str`): Base checkpoint (folder or Hub id).
+            processor (*optional*): Its processor; loaded from the same path when omitted.
+            sam_checkpoint (`str`, *optional*): Official `sam_vit_{b,l,h}_*.pth`; the `sam_*` dimensions must match it.
+            config_overrides (`dict`, *optional*): [`AuroraConfig`] fields, e.g. `{"sam_image_size": 1024}`.
+            **kwargs: Passed to `from_pretrained` (`dtype`, `device_map`, ...).
+
+        Returns:
+            `tuple`: `(model, processor)`.
+        """
+        processor = processor if processor is not None else load_processor(base_model_name_or_path)
+        seg_token_id = add_seg_token(processor.tokenizer)
+        # A base config.json names the backbone's model type, not ours: expected here, so not worth the warning.
+        config_logger = logging.getLogger("transformers.configuration_utils")
+        level = config_logger.level
+        config_logger.setLevel(logging.ERROR)
+        try:
+            config = cls.config_class.from_pretrained(
+                base_model_name_or_path,
+                seg_token_id=seg_token_id,
+                base_model_name_or_path=str(base_model_name_or_path),
+                **(config_overrides or {}),
+            )
+        finally:
+            config_logger.setLevel(level)
+        model, info = cls.from_pretrained(base_model_name_or_path, config=config, output_loading_info=True, **kwargs)
+        missing = [k for k in info["missing_keys"] if not k.startswith(cls._aurora_new_module_prefixes)]
+        if missing:
+            raise RuntimeError(
+                f"{len(missing)} backbone weights were not loaded from {base_model_name_or_path} (e.g. {missing[:3]}): "
+                "the checkpoint layout does not match the backbone's conversion mapping"
+            )
+        if len(processor.tokenizer) > model.get_input_embeddings().num_embeddings:
+            model.resize_token_embeddings(len(processor.tokenizer), pad_to_multiple_of=64)
+        if sam_checkpoint is not None:
+            from .sam import load_sam_checkpoint
+
+            load_sam_checkpoint(model.sam, sam_checkpoint)
+        model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
+        return model, processor
+
+    # ----- Hub -----
+    def push_to_hub(self, repo_id: str, *args, **kwargs):
+        """Upload the model with a model card; see [`~aurora_trl.modeling.hub.push_to_hub`] for the arguments."""
+        from .hub import push_to_hub
+
+        return push_to_hub(self, repo_id, *args, **kwargs)
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+class AuroraForSegmentation(AuroraSegmentationMixin, Qwen2_5OmniThinkerForConditionalGeneration):
+    """AURORA on the Qwen2.5-Omni thinker: frames as images (or a video), audio, text → reasoning, `[SEG]`, masks.
+
+    The forward is the thinker's (TRL's trainers call it unchanged); masks come from [`seg_embeddings`] and
+    [`predict_masks`], or end to end from [`segment`].
+
+    Example:
+
+    ```python
+    >>> from aurora_trl.modeling import AuroraForSegmentation
+
+    >>> model, processor = AuroraForSegmentation.from_base("Qwen/Qwen2.5-Omni-7B", sam_checkpoint="sam_vit_h_4b8939.pth")
+    >>> out = model.segment(frames, audio, "the dog that barks first", processor=processor)
+    >>> out.text, out.mask_logits.shape  # (10, H, W)
+    ```
+    """
+
+    config_class = AuroraConfig
+    # A base checkpoint has no projector/SAM weights: initialised by `_init_weights`, not worth a load-report table.
+    _keys_to_ignore_on_load_missing = [r"^seg_projector\.", r"^sam\."]
+
+    def __init__(self, config: AuroraConfig):
+        super().__init__(config)
+        # transformers picks the loss from the class name: "...ForSegmentation" would select the DETR-style
+        # segmentation loss for `forward(labels=...)`. The forward is the thinker's language-model forward.
+        self.loss_type = "ForCausalLM"
+        self._build_aurora_modules(config)
+        self.post_init()
+
+
+# Without this, transformers treats the class as custom code and skips the thinker's key conversion: a base
+# checkpoint's LLM weights (saved as `model.layers.*`) would not match `model.language_model.layers.*` and stay random.
+register_checkpoint_conversion_mapping(
+    AuroraForSegmentation.__name__,
+    get_checkpoint_conversion_mapping(AuroraForSegmentation._aurora_base_class_name),
+    overwrite=True,
+)
+
+
+def lora_target_regex(model) -> str:
+    """The LoRA target regex of `model`'s backbone (LLM q/v projections only)."""
+    return type(_unwrap(model))._aurora_lora_target_regex
+
+
+def _unwrap(model):
+    while hasattr(model, "get_base_model") and not isinstance(model, AuroraSegmentationMixin):
+        model = model.get_base_model()
+    return getattr(model, "module", model)
+
+
+__all__ = [
+    "AuroraForSegmentation",
+    "AuroraSegmentationMixin",
+    "SegmentationOutput",
+    "add_seg_token",
+    "multimodal_token_ids",
+    "select_seg_hidden_states",
+    "lora_target_regex",
+]

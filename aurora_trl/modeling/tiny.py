@@ -1,0 +1,307 @@
+"""Tiny random models, processors and tokenizers built with no network: for tests, tiny recipes and the quickstart.
+
+    aurora-trl tiny --out DIR [--sam-size PX] [--seed S] [--base-only]
+
+writes a tiny random [`AuroraForSegmentation`] with its processor (`--base-only`: a plain Qwen2.5-Omni thinker,
+the "base checkpoint" the model is built from). Sizes follow the verified recipe of the reference notes: text
+hidden 64 with 2 layers, a 2-block vision tower, a 2-layer audio encoder with 128 mel bins, a byte-level BPE
+tokenizer of a few hundred tokens, and SAM with a 32-wide, 1-block ViT.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    PreTrainedTokenizerFast,
+    Qwen2_5OmniThinkerConfig,
+    Qwen2_5OmniThinkerForConditionalGeneration,
+    Qwen2VLImageProcessorPil,
+    WhisperFeatureExtractor,
+)
+
+from ..text import ANSWER_SUFFIX, SEG_TOKEN, SYSTEM_PROMPT, USER_TEMPLATE, format_cot
+from .processing import OmniProcessorNoVideo
+
+
+# Named Omni markers: the processor reads them as tokenizer attributes (`tok.image_token`, ...).
+OMNI_TOKENS = {
+    "image_token": "<|IMAGE|>",
+    "audio_token": "<|AUDIO|>",
+    "video_token": "<|VIDEO|>",
+    "vision_bos_token": "<|vision_bos|>",
+    "vision_eos_token": "<|vision_eos|>",
+    "audio_bos_token": "<|audio_bos|>",
+    "audio_eos_token": "<|audio_eos|>",
+}
+# Same names as Qwen2.5-Omni's own tokenizer, so code written against the tiny one runs on the real one.
+CHAT_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+
+# Renders `{"type": "audio"}` / `{"type": "image"}` / `{"type": "video"}` blocks with their bos/eos markers, as
+# Qwen2.5-Omni's template does; blocks are recognised by `type` only because Arrow adds `None` keys to them.
+# `{% generation %}` marks assistant text for TRL's `assistant_only_loss`.
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' -}}"
+    "{%- if message['content'] is string -%}"
+    "{%- if message['role'] == 'assistant' -%}{% generation %}{{- message['content'] -}}{% endgeneration %}"
+    "{%- else -%}{{- message['content'] -}}{%- endif -%}"
+    "{%- else -%}"
+    "{%- if message['role'] == 'assistant' -%}{% generation %}"
+    "{%- for block in message['content'] -%}{%- if block['type'] == 'text' -%}{{- block['text'] -}}{%- endif -%}"
+    "{%- endfor -%}{% endgeneration %}"
+    "{%- else -%}"
+    "{%- for block in message['content'] -%}"
+    "{%- if block['type'] == 'audio' -%}{{- '<|audio_bos|><|AUDIO|><|audio_eos|>' -}}"
+    "{%- elif block['type'] == 'image' -%}{{- '<|vision_bos|><|IMAGE|><|vision_eos|>' -}}"
+    "{%- elif block['type'] == 'video' -%}{{- '<|vision_bos|><|VIDEO|><|vision_eos|>' -}}"
+    "{%- elif block['type'] == 'text' -%}{{- block['text'] -}}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- endif -%}"
+    "{%- endif -%}"
+    "{{- '<|im_end|>\\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
+
+# Text the BPE merges are learned from: the prompt, the answer grammar and a few CoT sentences, so that the
+# tokenizer encodes the project's texts in few tokens.
+_CORPUS = [
+    SYSTEM_PROMPT,
+    USER_TEMPLATE.format(expression="the object making the loudest sound on the left"),
+    format_cot(
+        "A man plays the guitar while a dog sits on the right.",
+        "The audio starts with the sound of the guitar, then a dog barks.",
+        "The first object to make a sound is the guitar.",
+        "guitar",
+    ),
+    f"The target is man. {ANSWER_SUFFIX} The target is dog. {ANSWER_SUFFIX} Wait, let me reconsider.",
+    "piano violin cello car baby woman girl boy cat helicopter lawn-mower hair-dryer emergency-car null",
+]
+TINY_VOCAB_SIZE = 400
+
+
+def build_tiny_tokenizer(vocab_size: int = TINY_VOCAB_SIZE, with_seg: bool = False) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer with Qwen2.5-Omni's chat and multimodal markers, trained in about 0.1 s.
+
+    Args:
+        vocab_size (`int`, *optional*, defaults to `400`):
+            BPE vocabulary size, markers included.
+        with_seg (`bool`, *optional*, defaults to `False`):
+            Also add `[SEG]`, as a normal (non-special) added token like [`add_seg_token`] does.
+    """
+    specials = list(CHAT_TOKENS) + list(OMNI_TOKENS.values())
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    backend.train_from_iterator(_CORPUS, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens=dict(OMNI_TOKENS),
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    if with_seg:
+        tokenizer.add_tokens([SEG_TOKEN])
+    return tokenizer
+
+
+def build_tiny_processor(with_seg: bool = False, image_tokens: int = 4) -> OmniProcessorNoVideo:
+    """A Qwen2.5-Omni processor (no video processor) around [`build_tiny_tokenizer`].
+
+    Args:
+        with_seg (`bool`, *optional*, defaults to `False`):
+            Whether the tokenizer already holds `[SEG]`.
+        image_tokens (`int`, *optional*, defaults to `4`):
+            LLM tokens per frame: every frame is resized to `image_tokens · 28²` pixels (min = max).
+    """
+    tokenizer = build_tiny_tokenizer(with_seg=with_seg)
+    pixels = 28 * 28 * image_tokens
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=pixels, max_pixels=pixels)
+    feature_extractor = WhisperFeatureExtractor(feature_size=128)
+    return OmniProcessorNoVideo(
+        image_processor=image_processor,
+        feature_extractor=feature_extractor,
+        tokenizer=tokenizer,
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def tiny_thinker_config(tokenizer, hidden_size: int = 64, config_class=Qwen2_5OmniThinkerConfig, **extra):
+    """A tiny [`~transformers.Qwen2_5OmniThinkerConfig`] (or `config_class`) whose token ids match `tokenizer`.
+
+    The vocabulary is the tokenizer length rounded up to a multiple of 64 with at least one spare row, so that
+    adding `[SEG]` later needs no resize (a base checkpoint with spare rows behaves the same way). `extra` are
+    further config fields.
+    """
+    ids = tokenizer.convert_tokens_to_ids
+    vocab_size = (len(tokenizer) // 64 + 1) * 64
+    text_config = dict(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        # mrope_section must sum to head_dim / 2 = hidden / 4 / 2.
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": _mrope_section(hidden_size)},
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    vision_config = dict(
+        depth=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_heads=2,
+        out_hidden_size=hidden_size,
+        window_size=56,
+        fullatt_block_indexes=[1],
+    )
+    audio_config = dict(
+        num_mel_bins=128,
+        encoder_layers=2,
+        encoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        d_model=32,
+        output_dim=hidden_size,
+    )
+    return config_class(
+        text_config=text_config,
+        vision_config=vision_config,
+        audio_config=audio_config,
+        audio_token_index=ids(OMNI_TOKENS["audio_token"]),
+        image_token_index=ids(OMNI_TOKENS["image_token"]),
+        video_token_index=ids(OMNI_TOKENS["video_token"]),
+        audio_start_token_id=ids(OMNI_TOKENS["audio_bos_token"]),
+        audio_end_token_id=ids(OMNI_TOKENS["audio_eos_token"]),
+        # Not a declared field, but the image forward reads it (real checkpoints carry it).
+        vision_start_token_id=ids(OMNI_TOKENS["vision_bos_token"]),
+        vision_end_token_id=ids(OMNI_TOKENS["vision_eos_token"]),
+        user_token_id=ids("<|im_start|>"),
+        tie_word_embeddings=False,
+        **extra,
+    )
+
+
+def _mrope_section(hidden_size: int) -> list[int]:
+    half = hidden_size // 4 // 2  # 4 attention heads
+    temporal = half // 4
+    height = (half - temporal) // 2
+    return [temporal, height, half - temporal - height]
+
+
+def _set_generation_ids(model, tokenizer) -> None:
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.bos_token_id = None
+
+
+def build_tiny_thinker(seed: int = 0):
+    """A tiny random Qwen2.5-Omni thinker and its processor (no `[SEG]`): `(model, processor)`."""
+    processor = build_tiny_processor(with_seg=False)
+    torch.manual_seed(seed)
+    model = Qwen2_5OmniThinkerForConditionalGeneration(tiny_thinker_config(processor.tokenizer))
+    _set_generation_ids(model, processor.tokenizer)
+    return model.eval(), processor
+
+
+def save_tiny_thinker(out_dir: str | Path, seed: int = 0) -> Path:
+    """Write a tiny random plain Qwen2.5-Omni thinker and its processor to `out_dir` (the "base checkpoint").
+
+    The folder loads with `Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(out_dir)` and
+    [`load_processor`]`(out_dir)`.
+
+    Args:
+        out_dir (`str` or `Path`):
+            Target folder (created).
+        seed (`int`, *optional*, defaults to `0`):
+            Seed of the random weights.
+
+    Returns:
+        `Path`: `out_dir`.
+    """
+    out_dir = Path(out_dir)
+    model, processor = build_tiny_thinker(seed=seed)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir
+
+
+# SAM at test size: a 32-wide, 1-block ViT (global attention) and a 1-block mask decoder; prompt width stays 256.
+TINY_SAM = dict(
+    sam_embed_dim=32,
+    sam_depth=1,
+    sam_num_heads=2,
+    sam_global_attn_indexes=[0],
+    sam_window_size=0,
+    sam_decoder_depth=1,
+    sam_decoder_heads=2,
+    sam_decoder_mlp_dim=64,
+)
+
+
+def build_tiny_model(seed: int = 0, sam_image_size: int = 64, processor=None):
+    """A tiny random [`AuroraForSegmentation`] and its processor (with `[SEG]`): `(model, processor)`.
+
+    Args:
+        seed (`int`, *optional*, defaults to `0`):
+            Seed of the random weights.
+        sam_image_size (`int`, *optional*, defaults to `64`):
+            SAM input size (a multiple of 16); 64-256 keeps tests fast.
+        processor (*optional*):
+            A processor from [`build_tiny_processor`]`(with_seg=True)` to reuse.
+    """
+    from .configuration_aurora import AuroraConfig
+    from .modeling_aurora import AuroraForSegmentation, add_seg_token
+
+    processor = processor if processor is not None else build_tiny_processor(with_seg=True)
+    seg_token_id = add_seg_token(processor.tokenizer)
+    config = tiny_thinker_config(
+        processor.tokenizer,
+        config_class=AuroraConfig,
+        seg_token_id=seg_token_id,
+        sam_image_size=sam_image_size,
+        **TINY_SAM,
+    )
+    torch.manual_seed(seed)
+    model = AuroraForSegmentation(config)
+    _set_generation_ids(model, processor.tokenizer)
+    return model.eval(), processor
+
+
+def save_tiny_model(out_dir: str | Path, seed: int = 0, sam_image_size: int = 64) -> Path:
+    """Write a tiny random [`AuroraForSegmentation`] and its processor to `out_dir` (what `aurora-trl tiny` does).
+
+    The folder loads with `AuroraForSegmentation.from_pretrained(out_dir)` and [`load_processor`]`(out_dir)`.
+    """
+    out_dir = Path(out_dir)
+    model, processor = build_tiny_model(seed=seed, sam_image_size=sam_image_size)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    parser.add_argument("--sam-size", type=int, default=64, help="SAM input size in pixels (multiple of 16)")
+    parser.add_argument(
+        "--base-only", action="store_true", help="write only a plain Qwen2.5-Omni thinker (a base checkpoint)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.base_only:
+        out = save_tiny_thinker(args.out, seed=args.seed)
+    else:
+        out = save_tiny_model(args.out, seed=args.seed, sam_image_size=args.sam_size)
+    print(json.dumps({"out": str(out), "files": sorted(p.name for p in Path(out).iterdir())}))
+    return 0

@@ -1,0 +1,118 @@
+"""Batches for the supervised stages: token ids with response-only labels, the Omni processor's image and audio
+tensors, SAM's frames, the ground-truth masks, and (for distillation) the teacher's token ids.
+
+A row is one data-set example (`data_prep/schema.py`). The prompt is expanded by the processor alone (its image and
+audio placeholders become as many tokens as the features need), then the response tokens are appended, so the
+labels mark the response exactly, with no re-tokenisation of a joined string.
+"""
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from aurora_trl.modeling.sam import preprocess_frames
+from aurora_trl.text import build_prompt, sft_target, teacher_target
+
+
+IGNORE_INDEX = -100
+# What each stage learns to answer (the `sft_target` option of AuroraSFTConfig).
+TARGETS = ("direct", "reasoning", "reflective")
+SAMPLING_RATE = 16_000
+
+
+def target_text(row: dict, target: str) -> str:
+    """The response a row teaches: Stage 0 answers directly, Stages 1 and 2 reason first."""
+    if target == "direct":
+        return teacher_target(row["class_name"])
+    if target in ("reasoning", "reflective"):
+        return sft_target(row[target])
+    raise ValueError(f"unknown sft_target {target!r}; choose one of {', '.join(TARGETS)}")
+
+
+def decode_audio(wav_bytes: bytes) -> np.ndarray:
+    """16 kHz mono float32 waveform from the data set's WAV bytes."""
+    wave, rate = sf.read(io.BytesIO(wav_bytes), dtype="float32")
+    if rate != SAMPLING_RATE:
+        raise ValueError(f"audio at {rate} Hz: the data set stores 16 kHz (rebuild it with `aurora-trl data build`)")
+    return wave
+
+
+def mask_tensor(masks) -> torch.Tensor:
+    """(T, H, W) float {0, 1} from the data set's mask images."""
+    return torch.from_numpy(np.stack([np.asarray(m.convert("L")) > 0 for m in masks])).float()
+
+
+@dataclass
+class AuroraCollator:
+    """Collate data-set rows for [`AuroraSFTTrainer`] (and for teacher-forced evaluation).
+
+    Args:
+        processor: The model's Omni processor (tokenizer with `[SEG]`, image processor, feature extractor).
+        sam_image_size (`int`): SAM input size of the model (`config.sam_image_size`).
+        target (`str`, *optional*, defaults to `"reasoning"`): `direct`, `reasoning` or `reflective`.
+        with_teacher (`bool`, *optional*, defaults to `False`): Also build the distillation teacher's ids (the
+            prompt followed by `It is {class} [SEG].`).
+    """
+
+    processor: object
+    sam_image_size: int
+    target: str = "reasoning"
+    with_teacher: bool = False
+
+    def __call__(self, rows: list[dict]) -> dict:
+        tokenizer = self.processor.tokenizer
+        sequences, teacher_sequences, multimodal = [], [], []
+        sam_pixels, input_sizes, original_sizes, gt_masks = [], [], [], []
+        for row in rows:
+            frames = [img.convert("RGB") for img in row["images"]]
+            prompt = row.get("prompt") or build_prompt(row["expression"], num_frames=len(frames))
+            text = self.processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+            encoded = self.processor(
+                text=[text], images=frames, audio=[decode_audio(row["audio"])], return_tensors="pt"
+            )
+            prompt_ids = encoded.pop("input_ids")[0]
+            encoded.pop("attention_mask")
+            multimodal.append(encoded)
+            sequences.append((prompt_ids, self._response_ids(target_text(row, self.target))))
+            if self.with_teacher:
+                teacher_sequences.append((prompt_ids, self._response_ids(teacher_target(row["class_name"]))))
+            sam = preprocess_frames(frames, self.sam_image_size)
+            sam_pixels.append(sam.pixel_values)
+            input_sizes.append(sam.input_size)
+            original_sizes.append(sam.original_size)
+            gt_masks.append(mask_tensor(row["masks"]))
+
+        batch = self._pad(sequences, tokenizer.pad_token_id)
+        for key in multimodal[0]:
+            batch[key] = torch.cat([m[key] for m in multimodal])
+        if self.with_teacher:
+            teacher = self._pad(teacher_sequences, tokenizer.pad_token_id)
+            batch["teacher_input_ids"] = teacher["input_ids"]
+            batch["teacher_attention_mask"] = teacher["attention_mask"]
+        batch["sam_pixel_values"] = torch.stack(sam_pixels)
+        batch["sam_input_sizes"] = input_sizes
+        batch["sam_original_sizes"] = original_sizes
+        batch["gt_masks"] = gt_masks
+        return batch
+
+    def _response_ids(self, text: str) -> torch.Tensor:
+        tokenizer = self.processor.tokenizer
+        ids = tokenizer(text + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+        return torch.tensor(ids, dtype=torch.long)
+
+    @staticmethod
+    def _pad(sequences: list[tuple[torch.Tensor, torch.Tensor]], pad_id: int) -> dict:
+        """Right-pad prompt+response sequences; labels cover the response only."""
+        length = max(len(p) + len(r) for p, r in sequences)
+        input_ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
+        labels = torch.full((len(sequences), length), IGNORE_INDEX, dtype=torch.long)
+        for i, (prompt, response) in enumerate(sequences):
+            n = len(prompt) + len(response)
+            input_ids[i, :n] = torch.cat([prompt, response])
+            attention_mask[i, :n] = 1
+            labels[i, len(prompt) : n] = response
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}

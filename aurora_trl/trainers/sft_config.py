@@ -1,0 +1,72 @@
+"""Configuration of the supervised stages (0: direct answers, 1: CoT + distillation, 2: reflective paths)."""
+
+from dataclasses import dataclass, field
+
+from trl import SFTConfig
+
+from aurora_trl.trainers.collator import TARGETS
+
+
+@dataclass
+class AuroraSFTConfig(SFTConfig):
+    r"""
+    [`~trl.SFTConfig`] plus AURORA's loss terms. Only the new fields are listed; defaults are AURORA's.
+
+    Loss: `ce_loss_weight·CE + bce_loss_weight·BCE + dice_loss_weight·Dice + distill_loss_weight·MSE`, where BCE and
+    Dice compare the masks decoded from the response's `[SEG]` with the ground truth (per frame, averaged), and MSE
+    compares the student's 256-d `[SEG]` prompt embedding with a frozen teacher's, the teacher seeing the prompt
+    followed by `It is {class} [SEG].`.
+
+    Parameters:
+        sft_target (`str`, *optional*, defaults to `"reasoning"`):
+            What the model learns to answer: `direct` (Stage 0, `It is {class} [SEG].`), `reasoning` (Stage 1, the CoT
+            path then `It is [SEG].`) or `reflective` (Stage 2). Rows without that text are dropped, and counted.
+        ce_loss_weight (`float`, *optional*, defaults to `1.0`):
+            Weight of the token cross-entropy on the response.
+        bce_loss_weight (`float`, *optional*, defaults to `2.0`):
+            Weight of the per-frame mask binary cross-entropy.
+        dice_loss_weight (`float`, *optional*, defaults to `0.5`):
+            Weight of the per-frame mask Dice loss (LISA's form: sums scaled by 1/1000, eps 1e-6).
+        distill_loss_weight (`float`, *optional*, defaults to `1.0`):
+            Weight λ of the `[SEG]` feature distillation. AURORA's value is not published (its code computes the
+            term but leaves it commented out); 0 disables the teacher.
+        teacher_model_name_or_path (`str`, *optional*):
+            The frozen distillation teacher (a Stage-0 checkpoint). Default: with LoRA, the policy with its adapters
+            disabled, i.e. the checkpoint training started from, at no extra memory; without LoRA, a frozen copy of
+            the starting model.
+    """
+
+    sft_target: str = field(
+        default="reasoning",
+        metadata={
+            "help": "What to answer: direct (Stage 0), reasoning (Stage 1) or reflective (Stage 2).",
+            "choices": list(TARGETS),
+        },
+    )
+    ce_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the response cross-entropy."})
+    bce_loss_weight: float = field(default=2.0, metadata={"help": "Weight of the per-frame mask BCE."})
+    dice_loss_weight: float = field(default=0.5, metadata={"help": "Weight of the per-frame mask Dice loss."})
+    distill_loss_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "Weight of the [SEG] feature distillation (MSE to a frozen teacher); 0 disables it. "
+            "AURORA does not publish its value."
+        },
+    )
+    teacher_model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Frozen distillation teacher (Stage-0 checkpoint). Default: the starting checkpoint "
+            "(the adapter-disabled policy under LoRA, else a frozen copy)."
+        },
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.sft_target not in TARGETS:
+            raise ValueError(f"sft_target must be one of {', '.join(TARGETS)}, got {self.sft_target!r}")
+        # The AURORA collator builds ids, labels and the image/audio/mask tensors from raw rows itself: TRL must not
+        # tokenise the data set, drop its columns, or truncate (a cut would split a run of image tokens).
+        self.remove_unused_columns = False
+        self.dataset_kwargs = {**(self.dataset_kwargs or {}), "skip_prepare_dataset": True}
+        self.max_length = None

@@ -1,0 +1,187 @@
+"""AuroraSFTTrainer: TRL's SFTTrainer plus mask losses on the `[SEG]` masks and `[SEG]` feature distillation.
+
+One forward serves both losses: TRL's fused LM head computes the response cross-entropy from the backbone's last
+hidden state without materialising logits, and a forward hook on that same backbone call keeps the state, from
+which the `[SEG]` embedding, the masks and their losses follow (no second LLM forward for the student). The teacher
+runs one no-grad backbone forward on the prompt followed by `It is {class} [SEG].`.
+"""
+
+import copy
+import logging
+
+import torch
+from trl import SFTTrainer
+
+from aurora_trl.losses import mask_bce_loss, mask_dice_loss, seg_distill_loss
+from aurora_trl.metrics import frame_iou
+from aurora_trl.modeling import AuroraForSegmentation
+from aurora_trl.trainers.collator import AuroraCollator
+from aurora_trl.trainers.sft_config import AuroraSFTConfig
+
+
+logger = logging.getLogger(__name__)
+
+# Keys the collator adds for the mask and distillation terms; the LLM forward must not see them.
+EXTRA_KEYS = (
+    "sam_pixel_values",
+    "sam_input_sizes",
+    "sam_original_sizes",
+    "gt_masks",
+    "teacher_input_ids",
+    "teacher_attention_mask",
+)
+MULTIMODAL_KEYS = ("pixel_values", "image_grid_thw", "input_features", "feature_attention_mask")
+
+
+def aurora_model(model):
+    """The `AuroraForSegmentation` inside accelerate/DDP and PEFT wrappers."""
+    model = getattr(model, "module", model)
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def keep_rows_with_target(dataset, target: str, name: str):
+    """Drop rows that cannot teach `target` (no reasoning text for Stage 1/2), saying how many."""
+    if dataset is None or target == "direct":
+        return dataset
+    kept = dataset.filter(lambda text: bool((text or "").strip()), input_columns=[target])
+    if len(kept) < len(dataset):
+        logger.warning(
+            "%s: %d of %d rows have no %s text and are left out", name, len(dataset) - len(kept), len(dataset), target
+        )
+    if len(kept) == 0:
+        raise ValueError(f"{name} has no row with {target} text: build the data set with the matching dump")
+    return kept
+
+
+class AuroraSFTTrainer(SFTTrainer):
+    """[`~trl.SFTTrainer`] for AURORA's supervised stages.
+
+    Args:
+        model: An [`~aurora_trl.modeling.AuroraForSegmentation`] (or its PEFT wrapper, e.g. from
+            `apply_training_policy`).
+        args ([`AuroraSFTConfig`]): Training configuration.
+        train_dataset / eval_dataset: Data sets in the aurora-trl schema (`aurora-trl data build`).
+        processing_class: The model's Omni processor (with `[SEG]` in its tokenizer).
+        teacher_model (*optional*): A frozen distillation teacher; overrides `args.teacher_model_name_or_path`.
+        **kwargs: Passed on to [`~trl.SFTTrainer`].
+    """
+
+    _tag_names = ["trl", "sft", "aurora-trl"]
+    _name = "AURORA SFT"
+
+    def __init__(
+        self,
+        model,
+        args: AuroraSFTConfig,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        data_collator=None,
+        teacher_model=None,
+        **kwargs,
+    ):
+        if processing_class is None:
+            raise ValueError("AuroraSFTTrainer needs the model's processor as processing_class")
+        train_dataset = keep_rows_with_target(train_dataset, args.sft_target, "train_dataset")
+        if isinstance(eval_dataset, dict):
+            eval_dataset = {k: keep_rows_with_target(v, args.sft_target, k) for k, v in eval_dataset.items()}
+        else:
+            eval_dataset = keep_rows_with_target(eval_dataset, args.sft_target, "eval_dataset")
+        distill = args.distill_loss_weight > 0
+        data_collator = data_collator or AuroraCollator(
+            processing_class, aurora_model(model).config.sam_image_size, args.sft_target, with_teacher=distill
+        )
+        super().__init__(
+            model=model,
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            data_collator=data_collator,
+            **kwargs,
+        )
+        self.teacher_model = self._make_teacher(teacher_model) if distill else None
+
+    def _make_teacher(self, teacher_model):
+        """A frozen teacher, or None to use the adapter-disabled policy (PEFT)."""
+        if teacher_model is None and self.args.teacher_model_name_or_path:
+            teacher_model = AuroraForSegmentation.from_pretrained(self.args.teacher_model_name_or_path)
+        if teacher_model is None:
+            if hasattr(self.model, "disable_adapter"):
+                return None  # the policy with adapters off is the starting checkpoint
+            teacher_model = copy.deepcopy(aurora_model(self.model))
+        teacher_model = teacher_model.to(self.accelerator.device).eval()
+        teacher_model.requires_grad_(False)
+        return teacher_model
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        mode = "train" if model.training else "eval"
+        extras = {key: inputs.pop(key) for key in EXTRA_KEYS if key in inputs}
+        base = aurora_model(model)
+        captured = {}
+
+        def keep_last_hidden_state(module, args, output):
+            # The first call is the one of this loss (TRL may run the backbone again under no_grad, e.g. for
+            # label smoothing); returning None leaves the output untouched.
+            captured.setdefault("hidden", output.last_hidden_state)
+
+        hook = base.get_backbone().register_forward_hook(keep_last_hidden_state)
+        try:
+            result = super().compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
+        finally:
+            hook.remove()
+        ce, outputs = result if return_outputs else (result, None)
+
+        seg, found = base.seg_embeddings(captured["hidden"], inputs["input_ids"], inputs["attention_mask"])
+        masks = base.predict_masks(
+            seg,
+            pixel_values=extras["sam_pixel_values"],
+            clip_index=torch.arange(seg.shape[0]),
+            input_sizes=extras["sam_input_sizes"],
+            original_sizes=extras["sam_original_sizes"],
+        )
+        targets = [gt.to(m.device) for gt, m in zip(extras["gt_masks"], masks)]
+        bce = torch.stack([mask_bce_loss(m, gt) for m, gt in zip(masks, targets)]).mean()
+        dice = torch.stack([mask_dice_loss(m, gt) for m, gt in zip(masks, targets)]).mean()
+        aux = self.args.bce_loss_weight * bce + self.args.dice_loss_weight * dice
+        distill = None
+        if self.args.distill_loss_weight > 0:
+            distill = seg_distill_loss(seg, self._teacher_seg_embeddings(model, inputs, extras))
+            aux = aux + self.args.distill_loss_weight * distill
+
+        # TRL normalises the cross-entropy by the tokens of the whole accumulated batch; the mask and distillation
+        # terms are per-micro-batch means, so they are divided by the accumulation steps here (as TRL does for the
+        # MoE aux loss) and not again by the Trainer.
+        steps = self.current_gradient_accumulation_steps if (num_items_in_batch is not None and mode == "train") else 1
+        loss = self.args.ce_loss_weight * ce + aux / steps
+
+        metrics = self._metrics[mode]
+        metrics["loss/ce"].append(self._mean(ce.detach() * steps))
+        metrics["loss/bce"].append(self._mean(bce.detach()))
+        metrics["loss/dice"].append(self._mean(dice.detach()))
+        if distill is not None:
+            metrics["loss/distill"].append(self._mean(distill.detach()))
+        iou = torch.stack([frame_iou(m, gt).mean() for m, gt in zip(masks, targets)])
+        metrics["mask/iou"].append(self._mean(iou.mean()))
+        metrics["seg/found"].append(self._mean(found.float().mean()))
+        return (loss, outputs) if return_outputs else loss
+
+    def _mean(self, value: torch.Tensor) -> float:
+        return self.accelerator.gather_for_metrics(value.reshape(1).to(self.accelerator.device)).mean().item()
+
+    @torch.no_grad()
+    def _teacher_seg_embeddings(self, model, inputs, extras) -> torch.Tensor:
+        """The teacher's `[SEG]` embeddings for the prompt followed by `It is {class} [SEG].`."""
+        multimodal = {key: inputs[key] for key in MULTIMODAL_KEYS if key in inputs}
+        ids, mask = extras["teacher_input_ids"], extras["teacher_attention_mask"]
+        if self.teacher_model is not None:
+            teacher = aurora_model(self.teacher_model)
+            hidden = teacher.get_backbone()(input_ids=ids, attention_mask=mask, **multimodal).last_hidden_state
+            return teacher.seg_embeddings(hidden, ids, mask)[0]
+        unwrapped = getattr(model, "module", model)
+        with unwrapped.disable_adapter():
+            base = aurora_model(unwrapped)
+            hidden = base.get_backbone()(input_ids=ids, attention_mask=mask, **multimodal).last_hidden_state
+            return base.seg_embeddings(hidden, ids, mask)[0]

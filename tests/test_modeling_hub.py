@@ -1,0 +1,52 @@
+"""push_to_hub with the Hub client replaced by a local folder: model card + the whole model, loadable again."""
+
+import shutil
+
+import torch
+from huggingface_hub import HfApi
+
+from aurora_trl.modeling import AuroraForSegmentation, load_processor
+from aurora_trl.modeling.hub import model_card
+
+
+def test_push_to_hub_uploads_card_and_loadable_model(tiny_aurora, tmp_path, monkeypatch):
+    model, processor = tiny_aurora
+    remote = tmp_path / "remote"
+    calls = []
+
+    def create_repo(self, repo_id, **kwargs):
+        calls.append(("create_repo", repo_id, kwargs.get("private")))
+
+    def upload_folder(self, repo_id, folder_path, **kwargs):
+        calls.append(("upload_folder", repo_id, kwargs.get("commit_message")))
+        shutil.copytree(folder_path, remote)
+        return "commit"
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    result = model.push_to_hub(
+        "me/aurora-tiny",
+        processor=processor,
+        stage="grpo",
+        base_model="Qwen/Qwen2.5-Omni-7B",
+        datasets=["me/ref-avs"],
+        metrics={"test_s/J": 0.5123, "test_s/F": 0.61},
+        private=True,
+    )
+    assert result == "commit"
+    assert [c[0] for c in calls] == ["create_repo", "upload_folder"] and calls[0][2] is True
+
+    card = (remote / "README.md").read_text()
+    assert card.startswith("---\n") and "base_model: Qwen/Qwen2.5-Omni-7B" in card
+    assert "me/ref-avs" in card and "Stage 3: GRPO" in card and "| test_s/J | 0.5123 |" in card
+    assert "64² px" in card
+    reloaded = AuroraForSegmentation.from_pretrained(remote)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(reloaded.state_dict()[name], tensor), name
+    assert load_processor(remote).tokenizer.get_vocab() == processor.tokenizer.get_vocab()
+
+
+def test_model_card_without_metrics_or_stage(tiny_aurora):
+    model, _ = tiny_aurora
+    card = model_card(model)
+    assert "Not evaluated yet." in card and "| stage | unknown |" in card
