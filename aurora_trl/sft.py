@@ -17,6 +17,7 @@ from datasets import load_dataset, load_from_disk
 from trl import ModelConfig, ScriptArguments, TrlParser
 
 from aurora_trl.modeling import AuroraForSegmentation, load_processor
+from aurora_trl.modeling.hub import model_card
 from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy
 from aurora_trl.trainers.sft_config import AuroraSFTConfig
 from aurora_trl.trainers.sft_trainer import AuroraSFTTrainer
@@ -93,9 +94,25 @@ def main(script_args: AuroraScriptArguments, training_args: AuroraSFTConfig, mod
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
+    trainer.save_state()  # trainer_state.json: the log history, next to the model
     processor.save_pretrained(training_args.output_dir)
     if trainer.accelerator.is_main_process and hasattr(trainer.model, "merge_and_unload"):
-        save_merged(trainer.model, processor, os.path.join(training_args.output_dir, MERGED_DIR))
+        metrics = next(  # the last evaluation, for the model card
+            (
+                {k: v for k, v in h.items() if k.startswith("eval_")}
+                for h in reversed(trainer.state.log_history)
+                if "eval_loss" in h
+            ),
+            None,
+        )
+        save_merged(
+            trainer.model,
+            processor,
+            os.path.join(training_args.output_dir, MERGED_DIR),
+            training_args.sft_target,
+            [script_args.dataset_name],
+            metrics,
+        )
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
     return trainer
@@ -104,16 +121,23 @@ def main(script_args: AuroraScriptArguments, training_args: AuroraSFTConfig, mod
 MERGED_DIR = "merged"
 
 
-def save_merged(peft_model, processor, out_dir: str) -> None:
-    """The LoRA-merged full model, which the next stage starts from (`model_name_or_path: <output_dir>/merged`).
+STAGE_NAMES = {"direct": "Stage 0: direct-answer teacher", "reasoning": "sft", "reflective": "crst"}
+
+
+def save_merged(peft_model, processor, out_dir: str, target: str = "reasoning", datasets=None, metrics=None) -> None:
+    """The LoRA-merged full model, which the next stage starts from (`model_name_or_path: <output_dir>/merged`),
+    with its model card.
 
     The output folder itself holds the adapter, as TRL saves it; merging a copy keeps the trainer's model as is.
     """
     import copy
+    from pathlib import Path
 
     merged = copy.deepcopy(peft_model).merge_and_unload()
     merged.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
+    card = model_card(merged, stage=STAGE_NAMES.get(target, target), datasets=datasets, metrics=metrics)
+    (Path(out_dir) / "README.md").write_text(card, encoding="utf-8")
 
 
 def make_parser(subparsers=None) -> TrlParser:

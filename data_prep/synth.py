@@ -19,8 +19,8 @@ Output (the exact Ref-AVS layout, plus the annotation dumps the builder reads):
     media/{vid}/frames/0.jpg .. 9.jpg    (null-only clips alternate between `{vid}` and `null_c-{vid}` folders)
     media/{vid}/audio.wav
     gt_mask/{vid}/fid_{fid}/00000.png .. 00009.png   (0/255)
-    stage1_cot.json                      JSON list of {"uid", "reasoning"} in shuffled order
-    stage2_reflective.jsonl              JSON lines of {"uid", "y_wrong", "y_correct", "reflective"}
+    stage1_cot.json                      JSON list of {"uid", "reasoning"} in shuffled order (train and val)
+    stage2_reflective.jsonl              JSON lines of {"uid", "y_wrong", "y_correct", "reflective"} (about half)
     scenes.jsonl                         what was drawn and heard, for debugging and tests
 """
 
@@ -293,7 +293,7 @@ def write_synthetic_refavs(
             if split in ("train", "val"):
                 text = scene_cot(objects, row["exp"], target)
                 cot.append({"uid": row["uid"], "reasoning": text})
-                if split == "train" and target is not None and len(objects) > 1 and rng.random() < 0.5:
+                if target is not None and len(objects) > 1 and rng.random() < 0.5:
                     # A Stage-1 mistake: the same reasoning, landing on the next object.
                     stage1_outputs[row["uid"]] = scene_cot(objects, row["exp"], (target + 1) % len(objects))
                     corrected[row["uid"]] = text

@@ -23,7 +23,7 @@ def test_each_command_declares_its_options(path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*path, "--help"])
     assert exit_info.value.code == 0
-    assert "--out" in capsys.readouterr().out
+    assert f"usage: aurora-trl {' '.join(path)}" in capsys.readouterr().out
 
 
 def test_unknown_command_is_a_usage_error(capsys):

@@ -351,6 +351,13 @@ def test_segment_masks_come_from_the_emitted_seg_state(tiny_aurora, tiny_clip):
     torch.testing.assert_close(masks, out.mask_logits, atol=1e-4, rtol=1e-4)
 
 
+def test_video_input_needs_the_video_processor(tiny_aurora, tiny_clip):
+    model, processor = tiny_aurora  # the no-video processor (no torchvision here)
+    model.config.frames_as_video = True
+    with pytest.raises(ValueError, match="torchvision"):
+        model.prepare_inputs(processor, *tiny_clip, "the dog")
+
+
 def test_processor_and_config_round_trip(tiny_aurora_dir):
     processor = load_processor(tiny_aurora_dir)
     assert SEG_TOKEN in processor.tokenizer.get_vocab()
@@ -369,3 +376,45 @@ def test_tiny_model_at_other_sam_sizes(size):
     with torch.no_grad():
         emb = model.encode_images(torch.zeros(2, 3, size, size))
     assert emb.shape == (2, 256, size // 16, size // 16)
+
+
+def _rewrite_checkpoint(src, dst, rename, config_wrapper=None):
+    """Copy a saved thinker folder, renaming its weight keys (and optionally nesting its config)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dst)
+    weights = load_file(str(dst / "model.safetensors"))
+    save_file({rename(k): v for k, v in weights.items()}, str(dst / "model.safetensors"), metadata={"format": "pt"})
+    if config_wrapper is not None:
+        config = json.loads((dst / "config.json").read_text())
+        (dst / "config.json").write_text(json.dumps(config_wrapper(config)))
+    return dst
+
+
+def test_from_base_loads_a_full_omni_hub_layout(tiny_base_dir, tmp_path):
+    # Qwen/Qwen2.5-Omni-7B layout: weights under `thinker.`, thinker config nested in a `qwen2_5_omni` config.
+    hub_style = _rewrite_checkpoint(
+        tiny_base_dir,
+        tmp_path / "omni",
+        rename=lambda k: "thinker." + k,
+        config_wrapper=lambda c: {
+            "model_type": "qwen2_5_omni",
+            "architectures": ["Qwen2_5OmniModel"],
+            "thinker_config": c,
+        },
+    )
+    base = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(tiny_base_dir)
+    model, _ = AuroraForSegmentation.from_base(str(hub_style), config_overrides={**TINY_SAM, "sam_image_size": 64})
+    assert model.config.get_text_config().hidden_size == 64
+    assert torch.equal(base.state_dict()[LLM_WEIGHT], model.state_dict()[LLM_WEIGHT])
+
+
+def test_from_base_refuses_a_checkpoint_whose_llm_does_not_load(tiny_base_dir, tmp_path):
+    # transformers only logs missing weights; from_base must fail instead of returning a random LLM.
+    broken = _rewrite_checkpoint(
+        tiny_base_dir, tmp_path / "broken", rename=lambda k: k.replace("model.layers.", "decoder.layers.")
+    )
+    with pytest.raises(RuntimeError, match="backbone weights were not loaded"):
+        AuroraForSegmentation.from_base(str(broken), config_overrides={**TINY_SAM, "sam_image_size": 64})

@@ -101,12 +101,24 @@ class AuroraConfig(Qwen2_5OmniThinkerConfig, AuroraSegmentationFields):
     >>> from aurora_trl.modeling import AuroraConfig
     >>> from aurora_trl.modeling.sam import SamSpec
 
-    >>> config = AuroraConfig.from_pretrained("Qwen/Qwen2.5-Omni-7B")  # a base thinker config, AURORA defaults
+    >>> config = AuroraConfig.from_base("Qwen/Qwen2.5-Omni-7B")  # the base's thinker config, AURORA defaults
     >>> config.set_sam_spec(SamSpec.from_variant("vit_h", image_size=1024))  # LISA's SAM size instead of 224
     ```
     """
 
     model_type = "aurora_qwen2_5_omni"
+
+    @classmethod
+    def from_base(cls, path: str, **fields) -> "AuroraConfig":
+        """The configuration of an AURORA model on a base checkpoint: the base's backbone config plus `fields`.
+
+        Accepts a thinker folder (`config.json` of `Qwen2_5OmniThinkerConfig`) and a full Qwen2.5-Omni checkpoint
+        (`Qwen/Qwen2.5-Omni-7B`: the thinker config is nested under `thinker_config`, next to the talker's).
+        """
+        config_dict, _ = cls.get_config_dict(path)
+        config_dict = config_dict.get("thinker_config", config_dict)
+        dropped = ("model_type", "architectures", "auto_map", "transformers_version")
+        return cls.from_dict({**{k: v for k, v in config_dict.items() if k not in dropped}, **fields})
 
 
 # Lets `AutoConfig` (used by processors and pipelines when they read `config.json`) resolve the model type.

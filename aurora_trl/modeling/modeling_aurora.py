@@ -12,7 +12,7 @@ of a base checkpoint then silently stays random), is fixed by registering the th
 this class name (below), and `from_base` checks that no backbone weight was left missing.
 
 **Backbone seam.** Everything AURORA adds lives in [`AuroraSegmentationMixin`] (and the config fields in
-`AuroraSegmentationFields`). The backbone-specific facts are four class attributes: the module paths of the
+`AuroraSegmentationFields`). The backbone-specific facts are a few class attributes: the module paths of the
 audio and vision towers, the LoRA target regex of the LLM attention, and the class whose checkpoint mapping to
 reuse. Another transformers audio-visual model is added by one model class (plus its two-base config class)::
 
@@ -349,6 +349,12 @@ class AuroraSegmentationMixin:
         kwargs = {}
         if self.config.frames_as_video:
             # One video block instead of T image blocks; needs the torchvision-backed video processor.
+            if getattr(processor, "video_processor", None) is None:
+                raise ValueError(
+                    "config.frames_as_video needs a processor with a video processor, which needs torchvision; "
+                    "load it with load_processor() in an environment where torchvision imports, or set "
+                    "frames_as_video=False to feed the frames as images"
+                )
             messages[-1]["content"] = [b for b in messages[-1]["content"] if b["type"] != "image"]
             messages[-1]["content"].insert(1 if audio is not None else 0, {"type": "video"})
             kwargs["videos"] = [list(frames)]
@@ -389,19 +395,12 @@ class AuroraSegmentationMixin:
         """
         processor = processor if processor is not None else load_processor(base_model_name_or_path)
         seg_token_id = add_seg_token(processor.tokenizer)
-        # A base config.json names the backbone's model type, not ours: expected here, so not worth the warning.
-        config_logger = logging.getLogger("transformers.configuration_utils")
-        level = config_logger.level
-        config_logger.setLevel(logging.ERROR)
-        try:
-            config = cls.config_class.from_pretrained(
-                base_model_name_or_path,
-                seg_token_id=seg_token_id,
-                base_model_name_or_path=str(base_model_name_or_path),
-                **(config_overrides or {}),
-            )
-        finally:
-            config_logger.setLevel(level)
+        config = cls.config_class.from_base(
+            base_model_name_or_path,
+            seg_token_id=seg_token_id,
+            base_model_name_or_path=str(base_model_name_or_path),
+            **(config_overrides or {}),
+        )
         model, info = cls.from_pretrained(base_model_name_or_path, config=config, output_loading_info=True, **kwargs)
         missing = [k for k in info["missing_keys"] if not k.startswith(cls._aurora_new_module_prefixes)]
         if missing:

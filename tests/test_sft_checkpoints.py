@@ -1,0 +1,159 @@
+"""Resume, Hub push and TensorBoard logging of the supervised stages."""
+
+import concurrent.futures
+import shutil
+from types import SimpleNamespace
+
+import pytest
+from datasets import load_from_disk
+from transformers import TrainerCallback, set_seed
+
+from aurora_trl.modeling import AuroraForSegmentation, load_processor
+from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy
+from aurora_trl.sft import AuroraScriptArguments, main
+from aurora_trl.trainers.sft_config import AuroraSFTConfig
+from aurora_trl.trainers.sft_trainer import AuroraSFTTrainer
+from data_prep.build import build_dataset
+
+
+@pytest.fixture(scope="module")
+def data(synth_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ckpt_data") / "ds"
+    build_dataset(synth_root, out, stage1=synth_root / "stage1_cot.json")
+    return out
+
+
+def args_for(out, **kwargs):
+    values = dict(
+        output_dir=str(out),
+        max_steps=4,
+        per_device_train_batch_size=2,
+        learning_rate=1e-2,
+        logging_steps=1,
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        save_strategy="steps",
+        save_steps=2,
+        seed=0,
+        lr_scheduler_type="linear",
+    )
+    values.update(kwargs)
+    return AuroraSFTConfig(**values)
+
+
+class StopAt(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True
+        return control
+
+
+def trainer_for(model_dir, data, args, callbacks=()):
+    set_seed(0)  # the LoRA matrices are initialised randomly when the adapter is added
+    model = apply_training_policy(AuroraForSegmentation.from_pretrained(model_dir), TrainingPolicy())
+    return AuroraSFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=load_from_disk(str(data))["train"],
+        processing_class=load_processor(model_dir),
+        callbacks=list(callbacks),
+    )
+
+
+def trainable_state(trainer):
+    return {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+
+
+def test_resume_matches_an_uninterrupted_run(tiny_aurora_dir, data, tmp_path):
+    straight = trainer_for(tiny_aurora_dir, data, args_for(tmp_path / "straight"))
+    straight.train()
+
+    first = trainer_for(tiny_aurora_dir, data, args_for(tmp_path / "cut"), callbacks=[StopAt(2)])
+    first.train()
+    assert first.state.global_step == 2 and (tmp_path / "cut" / "checkpoint-2").is_dir()
+    resumed = trainer_for(tiny_aurora_dir, data, args_for(tmp_path / "cut"))
+    resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "checkpoint-2"))
+    assert resumed.state.global_step == 4
+
+    expected, got = trainable_state(straight), trainable_state(resumed)
+    assert expected.keys() == got.keys()
+    assert (
+        any("lora_" in n for n in got)
+        and any("mask_decoder" in n for n in got)
+        and any("seg_projector" in n for n in got)
+    )
+    # LoRA, projector, mask decoder, embeddings: model, optimizer, scheduler and data order all restored
+    differences = {n: (got[n] - expected[n]).abs().max().item() for n in expected}
+    assert max(differences.values()) < 1e-5, sorted(differences.items(), key=lambda kv: -kv[1])[:5]
+    assert resumed.state.log_history[-2]["loss"] == pytest.approx(straight.state.log_history[-2]["loss"], rel=1e-4)
+
+
+def test_push_to_hub_sends_checkpoints_and_the_final_model_with_its_card(tiny_aurora_dir, data, tmp_path, monkeypatch):
+    hub = tmp_path / "hub"
+
+    class LocalHub:
+        def create_repo(self, repo_id, **kwargs):
+            (hub / repo_id).mkdir(parents=True, exist_ok=True)
+            return SimpleNamespace(repo_id=repo_id)
+
+        def upload_folder(
+            self, repo_id, folder_path, path_in_repo=None, run_as_future=False, ignore_patterns=(), **kw
+        ):
+            target = hub / repo_id / (path_in_repo or "")
+            shutil.copytree(
+                folder_path, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*(ignore_patterns or ()))
+            )
+            result = SimpleNamespace(commit_url=f"local:{target}")
+            if not run_as_future:
+                return result
+            future = concurrent.futures.Future()
+            future.set_result(result)
+            return future
+
+    monkeypatch.setattr("transformers.trainer.hf_api", LocalHub)
+    from trl import ModelConfig
+
+    training_args = args_for(
+        tmp_path / "out", max_steps=2, push_to_hub=True, hub_model_id="me/aurora-tiny-sft", hub_strategy="every_save"
+    )
+    main(
+        AuroraScriptArguments(dataset_name=str(data)),
+        training_args,
+        ModelConfig(model_name_or_path=str(tiny_aurora_dir), use_peft=True, lora_r=8, lora_alpha=16),
+    )
+    repo = hub / "me" / "aurora-tiny-sft"
+    assert (repo / "adapter_model.safetensors").is_file() and (repo / "README.md").is_file()
+    card = (repo / "merged" / "README.md").read_text()
+    assert "sft" in card.lower() and str(data) in card
+    model = AuroraForSegmentation.from_pretrained(repo / "merged")
+    assert model.config.seg_token_id == load_processor(repo / "merged").tokenizer.convert_tokens_to_ids("[SEG]")
+
+
+def test_tensorboard_receives_every_loss_term(tiny_aurora_dir, data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trainer = trainer_for(
+        tiny_aurora_dir,
+        data,
+        args_for(
+            tmp_path / "tb",
+            max_steps=2,
+            save_strategy="no",
+            report_to="tensorboard",
+        ),
+    )
+    trainer.train()
+    events = list((tmp_path / "tb").rglob("events.out.tfevents*"))  # under output_dir/runs/ by default
+    assert events
+    tags = set()
+    for event_file in events:
+        accumulator = EventAccumulator(str(event_file))
+        accumulator.Reload()
+        tags |= set(accumulator.Tags()["scalars"])
+    for term in ("loss/ce", "loss/bce", "loss/dice", "loss/distill", "mask/iou"):
+        assert f"train/{term}" in tags, (term, sorted(tags))
