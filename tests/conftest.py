@@ -24,6 +24,18 @@ def synth_root(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="session")
+def synth_dataset(synth_root, tmp_path_factory):
+    """`synth_root` built into a data set with both dumps (read it with `load_from_disk`; do not modify it)."""
+    from data_prep.build import build_dataset
+
+    out = tmp_path_factory.mktemp("synth_ds") / "ds"
+    build_dataset(
+        synth_root, out, stage1=synth_root / "stage1_cot.json", stage2=synth_root / "stage2_reflective.jsonl"
+    )
+    return out
+
+
 # ---- model fixtures (aurora_trl.modeling) below this line ----
 
 

@@ -6,48 +6,13 @@ import pytest
 import torch
 from datasets import load_from_disk
 
-from aurora_trl.modeling import AuroraForSegmentation, load_processor
-from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy
 from aurora_trl.trainers.collator import IGNORE_INDEX, AuroraCollator
-from aurora_trl.trainers.sft_config import AuroraSFTConfig
 from aurora_trl.trainers.sft_trainer import AuroraSFTTrainer
-from data_prep.build import build_dataset
-
-
-@pytest.fixture(scope="session")
-def synth_dataset(synth_root, tmp_path_factory):
-    out = tmp_path_factory.mktemp("sft_data") / "ds"
-    build_dataset(
-        synth_root, out, stage1=synth_root / "stage1_cot.json", stage2=synth_root / "stage2_reflective.jsonl"
-    )
-    return out
-
-
-def tiny_config(tmp_path, **overrides) -> AuroraSFTConfig:
-    values = dict(
-        output_dir=str(tmp_path / "out"),
-        max_steps=2,
-        per_device_train_batch_size=2,
-        learning_rate=1e-2,
-        logging_steps=1,
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-        save_strategy="no",
-        gradient_checkpointing=False,
-        seed=0,
-    )
-    values.update(overrides)
-    return AuroraSFTConfig(**values)
-
-
-def load_tiny(path, lora=True):
-    model = AuroraForSegmentation.from_pretrained(path)
-    return apply_training_policy(model, TrainingPolicy(use_lora=lora, train_llm=not lora)), load_processor(path)
+from tests.helpers import sft_config, tiny_policy_model
 
 
 def test_collator_labels_only_the_response(tiny_aurora_dir, synth_dataset):
-    _, processor = load_tiny(tiny_aurora_dir)
+    _, processor = tiny_policy_model(tiny_aurora_dir)
     rows = [load_from_disk(str(synth_dataset))["train"][i] for i in range(2)]
     batch = AuroraCollator(processor, 64, "reasoning", with_teacher=True)(rows)
     tokenizer = processor.tokenizer
@@ -61,11 +26,11 @@ def test_collator_labels_only_the_response(tiny_aurora_dir, synth_dataset):
 
 
 def test_sft_step_trains_the_right_parts_and_logs_each_term(tiny_aurora_dir, synth_dataset, tmp_path):
-    model, processor = load_tiny(tiny_aurora_dir)
+    model, processor = tiny_policy_model(tiny_aurora_dir)
     dataset = load_from_disk(str(synth_dataset))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainer = AuroraSFTTrainer(
-        model=model, args=tiny_config(tmp_path), train_dataset=dataset["train"], processing_class=processor
+        model=model, args=sft_config(tmp_path / "out"), train_dataset=dataset["train"], processing_class=processor
     )
     trainer.train()
     logged = trainer.state.log_history[0]
@@ -82,12 +47,12 @@ def test_sft_step_trains_the_right_parts_and_logs_each_term(tiny_aurora_dir, syn
 
 
 def test_null_rows_give_finite_losses(tiny_aurora_dir, synth_dataset, tmp_path):
-    model, processor = load_tiny(tiny_aurora_dir)
+    model, processor = tiny_policy_model(tiny_aurora_dir)
     dataset = load_from_disk(str(synth_dataset))["test_n"]
     assert all(dataset["is_null"])
     trainer = AuroraSFTTrainer(
         model=model,
-        args=tiny_config(tmp_path, sft_target="direct", max_steps=1),
+        args=sft_config(tmp_path / "out", sft_target="direct", max_steps=1),
         train_dataset=dataset,
         processing_class=processor,
     )
@@ -97,11 +62,11 @@ def test_null_rows_give_finite_losses(tiny_aurora_dir, synth_dataset, tmp_path):
 
 
 def test_rows_without_reasoning_are_left_out(tiny_aurora_dir, synth_dataset, tmp_path):
-    model, processor = load_tiny(tiny_aurora_dir)
+    model, processor = tiny_policy_model(tiny_aurora_dir)
     dataset = load_from_disk(str(synth_dataset))
     trainer = AuroraSFTTrainer(
         model=model,
-        args=tiny_config(tmp_path, sft_target="reflective"),
+        args=sft_config(tmp_path / "out", sft_target="reflective"),
         train_dataset=dataset["train"],
         processing_class=processor,
     )
@@ -110,5 +75,5 @@ def test_rows_without_reasoning_are_left_out(tiny_aurora_dir, synth_dataset, tmp
     )
     with pytest.raises(ValueError, match="no row with reasoning"):
         AuroraSFTTrainer(
-            model=model, args=tiny_config(tmp_path), train_dataset=dataset["test_s"], processing_class=processor
+            model=model, args=sft_config(tmp_path / "out"), train_dataset=dataset["test_s"], processing_class=processor
         )

@@ -11,36 +11,13 @@ from transformers import TrainerCallback, set_seed
 from aurora_trl.modeling import AuroraForSegmentation, load_processor
 from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy
 from aurora_trl.sft import AuroraScriptArguments, main
-from aurora_trl.trainers.sft_config import AuroraSFTConfig
 from aurora_trl.trainers.sft_trainer import AuroraSFTTrainer
-from data_prep.build import build_dataset
-
-
-@pytest.fixture(scope="module")
-def data(synth_root, tmp_path_factory):
-    out = tmp_path_factory.mktemp("ckpt_data") / "ds"
-    build_dataset(synth_root, out, stage1=synth_root / "stage1_cot.json")
-    return out
+from tests.helpers import sft_config
 
 
 def args_for(out, **kwargs):
-    values = dict(
-        output_dir=str(out),
-        max_steps=4,
-        per_device_train_batch_size=2,
-        learning_rate=1e-2,
-        logging_steps=1,
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-        gradient_checkpointing=False,
-        save_strategy="steps",
-        save_steps=2,
-        seed=0,
-        lr_scheduler_type="linear",
-    )
-    values.update(kwargs)
-    return AuroraSFTConfig(**values)
+    values = dict(max_steps=4, save_strategy="steps", save_steps=2, lr_scheduler_type="linear")
+    return sft_config(out, **{**values, **kwargs})
 
 
 class StopAt(TrainerCallback):
@@ -69,14 +46,14 @@ def trainable_state(trainer):
     return {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
 
 
-def test_resume_matches_an_uninterrupted_run(tiny_aurora_dir, data, tmp_path):
-    straight = trainer_for(tiny_aurora_dir, data, args_for(tmp_path / "straight"))
+def test_resume_matches_an_uninterrupted_run(tiny_aurora_dir, synth_dataset, tmp_path):
+    straight = trainer_for(tiny_aurora_dir, synth_dataset, args_for(tmp_path / "straight"))
     straight.train()
 
-    first = trainer_for(tiny_aurora_dir, data, args_for(tmp_path / "cut"), callbacks=[StopAt(2)])
+    first = trainer_for(tiny_aurora_dir, synth_dataset, args_for(tmp_path / "cut"), callbacks=[StopAt(2)])
     first.train()
     assert first.state.global_step == 2 and (tmp_path / "cut" / "checkpoint-2").is_dir()
-    resumed = trainer_for(tiny_aurora_dir, data, args_for(tmp_path / "cut"))
+    resumed = trainer_for(tiny_aurora_dir, synth_dataset, args_for(tmp_path / "cut"))
     resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "checkpoint-2"))
     assert resumed.state.global_step == 4
 
@@ -93,7 +70,9 @@ def test_resume_matches_an_uninterrupted_run(tiny_aurora_dir, data, tmp_path):
     assert resumed.state.log_history[-2]["loss"] == pytest.approx(straight.state.log_history[-2]["loss"], rel=1e-4)
 
 
-def test_push_to_hub_sends_checkpoints_and_the_final_model_with_its_card(tiny_aurora_dir, data, tmp_path, monkeypatch):
+def test_push_to_hub_sends_checkpoints_and_the_final_model_with_its_card(
+    tiny_aurora_dir, synth_dataset, tmp_path, monkeypatch
+):
     hub = tmp_path / "hub"
 
     class LocalHub:
@@ -122,24 +101,24 @@ def test_push_to_hub_sends_checkpoints_and_the_final_model_with_its_card(tiny_au
         tmp_path / "out", max_steps=2, push_to_hub=True, hub_model_id="me/aurora-tiny-sft", hub_strategy="every_save"
     )
     main(
-        AuroraScriptArguments(dataset_name=str(data)),
+        AuroraScriptArguments(dataset_name=str(synth_dataset)),
         training_args,
         ModelConfig(model_name_or_path=str(tiny_aurora_dir), use_peft=True, lora_r=8, lora_alpha=16),
     )
     repo = hub / "me" / "aurora-tiny-sft"
     assert (repo / "adapter_model.safetensors").is_file() and (repo / "README.md").is_file()
     card = (repo / "merged" / "README.md").read_text()
-    assert "sft" in card.lower() and str(data) in card
+    assert "sft" in card.lower() and str(synth_dataset) in card
     model = AuroraForSegmentation.from_pretrained(repo / "merged")
     assert model.config.seg_token_id == load_processor(repo / "merged").tokenizer.convert_tokens_to_ids("[SEG]")
 
 
-def test_tensorboard_receives_every_loss_term(tiny_aurora_dir, data, tmp_path):
+def test_tensorboard_receives_every_loss_term(tiny_aurora_dir, synth_dataset, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     trainer = trainer_for(
         tiny_aurora_dir,
-        data,
+        synth_dataset,
         args_for(
             tmp_path / "tb",
             max_steps=2,

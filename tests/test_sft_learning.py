@@ -14,10 +14,10 @@ from aurora_trl.modeling import AuroraForSegmentation, load_processor
 from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy
 from aurora_trl.modeling.tiny import save_tiny_model
 from aurora_trl.sft import save_merged
-from aurora_trl.trainers.sft_config import AuroraSFTConfig
 from aurora_trl.trainers.sft_trainer import AuroraSFTTrainer
 from data_prep.build import build_dataset
 from data_prep.synth import write_synthetic_refavs
+from tests.helpers import sft_config
 
 
 @pytest.fixture(scope="module")
@@ -33,21 +33,14 @@ def setup(tmp_path_factory):
 
 
 def config(out, steps, **kwargs):
-    return AuroraSFTConfig(
-        output_dir=str(out),
+    return sft_config(
+        out,
         max_steps=steps,
-        per_device_train_batch_size=2,
         per_device_eval_batch_size=4,
         learning_rate=3e-3,
-        lr_scheduler_type="constant",
         logging_steps=5,
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-        save_strategy="no",
-        gradient_checkpointing=False,
+        lr_scheduler_type="constant",
         dataloader_num_workers=1,
-        seed=0,
         **kwargs,
     )
 

@@ -18,14 +18,8 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "tiny"
 
 
 @pytest.fixture(scope="module")
-def inputs(synth_root, tiny_aurora_dir, tmp_path_factory):
-    from data_prep.build import build_dataset
-
-    data = tmp_path_factory.mktemp("recipe_data") / "ds"
-    build_dataset(
-        synth_root, data, stage1=synth_root / "stage1_cot.json", stage2=synth_root / "stage2_reflective.jsonl"
-    )
-    return {"data": str(data), "model": str(tiny_aurora_dir)}
+def inputs(synth_dataset, tiny_aurora_dir):
+    return {"data": str(synth_dataset), "model": str(tiny_aurora_dir)}
 
 
 def overrides(inputs, out, model=None, steps=2):
@@ -76,27 +70,19 @@ def trained_epochs(out: Path) -> float:
     return json.loads((out / "trainer_state.json").read_text())["epoch"]
 
 
-def accelerate_bin():
-    return shutil.which("accelerate") or str(Path(sys.executable).parent / "accelerate")
+def accelerate_launch(flags, recipe, options, cwd):
+    accelerate = shutil.which("accelerate") or str(Path(sys.executable).parent / "accelerate")
+    return launch([accelerate, "launch", *flags, str(recipe), *options], cwd)
+
+
+NO_EVAL = ["--eval_strategy", "no", "--distill_loss_weight", "0"]
 
 
 def test_accelerate_launch_recipe_literally(inputs, tmp_path):
     """`accelerate launch recipes/tiny/sft.yaml`: the recipe file itself is the program accelerate runs."""
     out = tmp_path / "run"
-    launch(
-        [
-            accelerate_bin(),
-            "launch",
-            "--num_processes",
-            "1",
-            str(RECIPES / "sft.yaml"),
-            *overrides(inputs, out, steps=1),
-            "--eval_strategy",
-            "no",
-            "--distill_loss_weight",
-            "0",
-        ],
-        tmp_path,
+    accelerate_launch(
+        ["--num_processes", "1"], RECIPES / "sft.yaml", overrides(inputs, out, steps=1) + NO_EVAL, tmp_path
     )
     assert (out / "merged" / "config.json").is_file()
 
@@ -104,31 +90,10 @@ def test_accelerate_launch_recipe_literally(inputs, tmp_path):
 def test_two_cpu_ranks_run_to_the_end(inputs, tmp_path):
     """`accelerate launch --multi_gpu --num_processes 2` on a CPU: two gloo ranks, each with its own batches."""
     one, two = tmp_path / "one", tmp_path / "two"
-    common = ["--eval_strategy", "no", "--save_strategy", "no", "--distill_loss_weight", "0"]
-    launch(
-        [
-            accelerate_bin(),
-            "launch",
-            "--num_processes",
-            "1",
-            str(RECIPES / "sft.yaml"),
-            *overrides(inputs, one, steps=2),
-            *common,
-        ],
-        tmp_path,
-    )
-    launch(
-        [
-            accelerate_bin(),
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            str(RECIPES / "sft.yaml"),
-            *overrides(inputs, two, steps=2),
-            *common,
-        ],
-        tmp_path,
+    options = NO_EVAL + ["--save_strategy", "no"]
+    accelerate_launch(["--num_processes", "1"], RECIPES / "sft.yaml", overrides(inputs, one) + options, tmp_path)
+    accelerate_launch(
+        ["--multi_gpu", "--num_processes", "2"], RECIPES / "sft.yaml", overrides(inputs, two) + options, tmp_path
     )
     assert (two / "merged" / "config.json").is_file()
     # each rank gets half of the rows (DistributedSampler), so the same 2 steps cover about twice the epochs

@@ -105,7 +105,8 @@ class AuroraSFTTrainer(SFTTrainer):
     def _make_teacher(self, teacher_model):
         """A frozen teacher, or None to use the adapter-disabled policy (PEFT)."""
         if teacher_model is None and self.args.teacher_model_name_or_path:
-            teacher_model = AuroraForSegmentation.from_pretrained(self.args.teacher_model_name_or_path)
+            dtype = aurora_model(self.model).dtype  # same precision as the student, not float32 by default
+            teacher_model = AuroraForSegmentation.from_pretrained(self.args.teacher_model_name_or_path, dtype=dtype)
         if teacher_model is None:
             if hasattr(self.model, "disable_adapter"):
                 return None  # the policy with adapters off is the starting checkpoint
