@@ -165,6 +165,19 @@ def split_cot_steps(text: str) -> dict[str, str]:
     return steps
 
 
+# Looser than the canonical headers: "Step1:", "Step 1 -", "**Step 1**" and "Step 1 (image):" all count.
+_LOOSE_STEP_RE = re.compile(r"\bstep\s*([1-4])(?=\s*(?:\*\*|[:\-–(]))", re.IGNORECASE)
+
+
+def count_ordered_steps(text: str) -> int:
+    """How many of the four CoT steps appear in order (Step 1, then Step 2, ...), in any common header style."""
+    expected = 1
+    for match in _LOOSE_STEP_RE.finditer(text or ""):
+        if int(match.group(1)) == expected:
+            expected += 1
+    return expected - 1
+
+
 def has_canonical_steps(text: str) -> bool:
     """True when all four steps appear, each once, numbered 1-4 in canonical order."""
     headers = [(int(m.group(1)), m.group(2).lower()) for m in _STEP_RE.finditer(text or "")]

@@ -1,0 +1,85 @@
+"""Reward functions for GRPO (Stage 3), with TRL's signature: `f(completions, **kwargs) -> list[float | None]`.
+
+Each function takes the completions as plain strings or as conversations (`[{"role": "assistant", "content": ...}]`),
+reads the data-set columns it needs from its keyword arguments, ignores the rest, and returns one value per
+completion (`None` where it does not apply). They work with TRL's own GRPOTrainer too; `REWARD_FUNCS` maps recipe
+names to them. AURORA's reward is format + class + IoU, weight 1 each.
+"""
+
+import math
+import re
+
+from aurora_trl.text import ANSWER_SUFFIX, SEG_TOKEN, count_ordered_steps, names_class, parse_answer_class
+
+
+# End-of-turn markers a decoded completion may still carry (Qwen, Llama, GPT-2 style).
+_END_OF_TURN = re.compile(r"(?:\s*(?:<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|</s>))+\s*$")
+
+
+def completion_text(completion) -> str:
+    """The text of a completion given as a string or as a conversation (its last message's content)."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion:
+        content = completion[-1].get("content", "") if isinstance(completion[-1], dict) else ""
+        if isinstance(content, list):  # content blocks
+            return "".join(b.get("text") or "" for b in content if isinstance(b, dict))
+        return content or ""
+    return ""
+
+
+def answer_text(completion) -> str:
+    """The completion without surrounding white space and trailing end-of-turn markers."""
+    return _END_OF_TURN.sub("", completion_text(completion)).strip()
+
+
+def format_reward(completions, **kwargs) -> list[float]:
+    """1.0 when the answer ends with `It is [SEG].` and holds exactly one `[SEG]`, else 0.0.
+
+    The single-`[SEG]` rule closes a hack AURORA's check leaves open: repeating the suffix, or `[SEG]` spam.
+    """
+    rewards = []
+    for completion in completions:
+        text = answer_text(completion)
+        rewards.append(float(text.endswith(ANSWER_SUFFIX) and text.count(SEG_TOKEN) == 1))
+    return rewards
+
+
+def class_reward(completions, class_name=None, **kwargs) -> list[float | None]:
+    """AURORA's class reward, 0-2: +1 for a `the target is …` phrase, +1 more when it names `class_name`.
+
+    The last such phrase counts; names are compared after normalisation (case, quotes, a leading article, and
+    spaces, underscores and hyphens alike). For null rows "null", "none", "nothing" and "no object" name the class.
+    `None` for a row without a class.
+    """
+    classes = class_name if isinstance(class_name, list) else [class_name] * len(completions)
+    rewards = []
+    for completion, truth in zip(completions, classes):
+        if truth is None:
+            rewards.append(None)
+            continue
+        named = parse_answer_class(answer_text(completion))
+        rewards.append(0.0 if named is None else 1.0 + float(names_class(named, truth)))
+    return rewards
+
+
+def reasoning_reward(completions, **kwargs) -> list[float]:
+    """0.25 for each of the four CoT steps found in order (`Step 1 …`, `Step1:`, `**Step 1**`, ...)."""
+    return [0.25 * count_ordered_steps(answer_text(c)) for c in completions]
+
+
+def iou_reward(completions, iou=None, **kwargs) -> list[float | None]:
+    """The mask IoU the trainer computed for each completion (`aurora_trl.metrics.clip_iou`, threshold 0.5:
+    mean over frames, an empty ground-truth frame scoring its true-negative share). `None` when not computed."""
+    if iou is None:
+        return [None] * len(completions)
+    # A non-finite IoU (masks that went NaN) must not reach the advantages: it counts as not applicable.
+    return [float(v) if v is not None and math.isfinite(v) else None for v in iou]
+
+
+REWARD_FUNCS = {
+    "format": format_reward,
+    "class": class_reward,
+    "reasoning": reasoning_reward,
+    "iou": iou_reward,
+}
