@@ -9,7 +9,6 @@ Options come from three dataclasses, as in TRL's own scripts: [`AuroraScriptArgu
 flags override the recipe.
 """
 
-import logging
 import os
 from dataclasses import dataclass, field
 
@@ -23,7 +22,9 @@ from aurora_trl.trainers.sft_config import AuroraSFTConfig
 from aurora_trl.trainers.sft_trainer import AuroraSFTTrainer
 
 
-logger = logging.getLogger(__name__)
+# Each run also writes the full (LoRA-merged) model here, under output_dir: the next stage starts from it.
+MERGED_DIR = "merged"
+STAGE_NAMES = {"direct": "Stage 0: direct-answer teacher", "reasoning": "sft", "reflective": "crst"}
 
 
 @dataclass
@@ -96,47 +97,41 @@ def main(script_args: AuroraScriptArguments, training_args: AuroraSFTConfig, mod
     trainer.save_model(training_args.output_dir)
     trainer.save_state()  # trainer_state.json: the log history, next to the model
     processor.save_pretrained(training_args.output_dir)
-    if trainer.accelerator.is_main_process and hasattr(trainer.model, "merge_and_unload"):
-        metrics = next(  # the last evaluation, for the model card
-            (
-                {k: v for k, v in h.items() if k.startswith("eval_")}
-                for h in reversed(trainer.state.log_history)
-                if "eval_loss" in h
-            ),
-            None,
-        )
+    if trainer.accelerator.is_main_process:
+        merged_dir = os.path.join(training_args.output_dir, MERGED_DIR)
         save_merged(
             trainer.model,
             processor,
-            os.path.join(training_args.output_dir, MERGED_DIR),
+            merged_dir,
             training_args.sft_target,
             [script_args.dataset_name],
-            metrics,
+            last_eval_metrics(trainer.state.log_history),
         )
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)
     return trainer
 
 
-MERGED_DIR = "merged"
+def last_eval_metrics(log_history: list[dict]) -> dict | None:
+    """The metrics of the last evaluation in a Trainer log, for the model card."""
+    for entry in reversed(log_history):
+        if "eval_loss" in entry:
+            return {k: v for k, v in entry.items() if k.startswith("eval_")}
+    return None
 
 
-STAGE_NAMES = {"direct": "Stage 0: direct-answer teacher", "reasoning": "sft", "reflective": "crst"}
-
-
-def save_merged(peft_model, processor, out_dir: str, target: str = "reasoning", datasets=None, metrics=None) -> None:
-    """The LoRA-merged full model, which the next stage starts from (`model_name_or_path: <output_dir>/merged`),
-    with its model card.
+def save_merged(model, processor, out_dir: str, target: str = "reasoning", datasets=None, metrics=None) -> None:
+    """The full model, LoRA merged in, with its processor and model card: what the next stage starts from.
 
     The output folder itself holds the adapter, as TRL saves it; merging a copy keeps the trainer's model as is.
     """
     import copy
     from pathlib import Path
 
-    merged = copy.deepcopy(peft_model).merge_and_unload()
-    merged.save_pretrained(out_dir)
+    full = copy.deepcopy(model).merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    full.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
-    card = model_card(merged, stage=STAGE_NAMES.get(target, target), datasets=datasets, metrics=metrics)
+    card = model_card(full, stage=STAGE_NAMES.get(target, target), datasets=datasets, metrics=metrics)
     (Path(out_dir) / "README.md").write_text(card, encoding="utf-8")
 
 
