@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 
-STAGES = {"sft": "aurora_trl.sft"}
+STAGES = {"sft": "aurora_trl.sft", "grpo": "aurora_trl.grpo"}
 RESERVED_KEYS = ("_run", "trainer", "accelerate")
 
 

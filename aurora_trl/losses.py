@@ -32,3 +32,11 @@ def mask_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def seg_distill_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """MSE between the student's `[SEG]` prompt embeddings and the (detached) teacher's, mean over all values."""
     return F.mse_loss(student.float(), teacher.detach().float())
+
+
+def clip_mask_losses(masks, targets) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean BCE and mean Dice over a batch of clips: `masks` and `targets` are lists of `(T, H, W)` tensors (clips may
+    differ in size)."""
+    bce = torch.stack([mask_bce_loss(m, t.to(m.device)) for m, t in zip(masks, targets)]).mean()
+    dice = torch.stack([mask_dice_loss(m, t.to(m.device)) for m, t in zip(masks, targets)]).mean()
+    return bce, dice

@@ -2,137 +2,36 @@
 
     accelerate launch recipes/sft.yaml                      # the recipe is also a Python file (see recipes/README.md)
     aurora-trl train recipes/sft.yaml --learning_rate 5e-5  # the same, with the recipe's `accelerate:` settings
-    python -m aurora_trl.sft --config recipes/tiny/sft.yaml # one process, TRL style
+    python recipes/tiny/sft.yaml                            # one process, no accelerate
 
 Options come from three dataclasses, as in TRL's own scripts: [`AuroraScriptArguments`] (data set, SAM),
 [`AuroraSFTConfig`] (training and loss weights) and TRL's `ModelConfig` (model path, dtype, LoRA). Command-line
 flags override the recipe.
 """
 
-import os
-from dataclasses import dataclass, field
+from trl import ModelConfig, TrlParser
 
-from datasets import load_dataset, load_from_disk
-from trl import ModelConfig, ScriptArguments, TrlParser
-
-from aurora_trl.modeling import AuroraForSegmentation, load_processor
-from aurora_trl.modeling.hub import model_card
-from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy
+from aurora_trl.script_utils import AuroraScriptArguments, finish_run, prepare_run
 from aurora_trl.trainers.sft_config import AuroraSFTConfig
 from aurora_trl.trainers.sft_trainer import AuroraSFTTrainer
 
 
-# Each run also writes the full (LoRA-merged) model here, under output_dir: the next stage starts from it.
-MERGED_DIR = "merged"
 STAGE_NAMES = {"direct": "Stage 0: direct-answer teacher", "reasoning": "sft", "reflective": "crst"}
 
 
-@dataclass
-class AuroraScriptArguments(ScriptArguments):
-    """Data and model-building options. `dataset_name` is a folder written by `aurora-trl data build` or a Hub id."""
-
-    dataset_test_split: str = field(default="val", metadata={"help": "Split used for evaluation."})
-    sam_checkpoint: str | None = field(
-        default=None,
-        metadata={"help": "Official SAM .pth (vit_b/l/h) loaded when the model is built from a base Omni checkpoint."},
-    )
-    sam_image_size: int | None = field(
-        default=None, metadata={"help": "SAM input size when building from a base checkpoint (AURORA 224, LISA 1024)."}
-    )
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
-
-
-def load_data(script_args: AuroraScriptArguments):
-    """The data set: a local folder from `aurora-trl data build` (`load_from_disk`) or a Hub data set."""
-    if os.path.isdir(script_args.dataset_name):
-        return load_from_disk(script_args.dataset_name)
-    return load_dataset(script_args.dataset_name, script_args.dataset_config)
-
-
-def load_model(script_args: AuroraScriptArguments, model_args: ModelConfig):
-    """An AURORA checkpoint as it is, or a base Omni checkpoint extended with `[SEG]`, the projector and SAM."""
-    from transformers import AutoConfig
-
-    path = model_args.model_name_or_path
-    kwargs = {"dtype": model_args.dtype} if model_args.dtype not in (None, "auto") else {}
-    if AutoConfig.from_pretrained(path).model_type == AuroraForSegmentation.config_class.model_type:
-        return AuroraForSegmentation.from_pretrained(path, **kwargs), load_processor(path)
-    overrides = {"sam_image_size": script_args.sam_image_size} if script_args.sam_image_size else None
-    return AuroraForSegmentation.from_base(
-        path, sam_checkpoint=script_args.sam_checkpoint, config_overrides=overrides, **kwargs
-    )
-
-
-def training_policy(model_args: ModelConfig) -> TrainingPolicy:
-    """AURORA's trainable parts, with LoRA as `ModelConfig` says (`use_peft`, `lora_r`, ...)."""
-    return TrainingPolicy(
-        use_lora=model_args.use_peft,
-        lora_r=model_args.lora_r,
-        lora_alpha=model_args.lora_alpha,
-        lora_dropout=model_args.lora_dropout,
-        lora_target_modules=model_args.lora_target_modules
-        if isinstance(model_args.lora_target_modules, str)
-        else None,
-        train_llm=not model_args.use_peft,
-    )
-
-
-def main(script_args: AuroraScriptArguments, training_args: AuroraSFTConfig, model_args: ModelConfig):
-    dataset = load_data(script_args)
-    train = dataset[script_args.dataset_train_split]
-    if script_args.max_train_samples:
-        train = train.select(range(min(script_args.max_train_samples, len(train))))
-    evaluate = training_args.eval_strategy != "no" and script_args.dataset_test_split in dataset
-    model, processor = load_model(script_args, model_args)
-    model = apply_training_policy(model, training_policy(model_args))
-
+def main(script_args: AuroraScriptArguments, training_args: AuroraSFTConfig, model_args: ModelConfig, callbacks=None):
+    train, evaluation, model, processor = prepare_run(script_args, training_args, model_args)
     trainer = AuroraSFTTrainer(
         model=model,
         args=training_args,
         train_dataset=train,
-        eval_dataset=dataset[script_args.dataset_test_split] if evaluate else None,
+        eval_dataset=evaluation,
         processing_class=processor,
+        callbacks=callbacks,
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model(training_args.output_dir)
-    trainer.save_state()  # trainer_state.json: the log history, next to the model
-    processor.save_pretrained(training_args.output_dir)
-    if trainer.accelerator.is_main_process:
-        merged_dir = os.path.join(training_args.output_dir, MERGED_DIR)
-        save_merged(
-            trainer.model,
-            processor,
-            merged_dir,
-            training_args.sft_target,
-            [script_args.dataset_name],
-            last_eval_metrics(trainer.state.log_history),
-        )
-    if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    finish_run(trainer, processor, script_args, training_args, STAGE_NAMES[training_args.sft_target])
     return trainer
-
-
-def last_eval_metrics(log_history: list[dict]) -> dict | None:
-    """The metrics of the last evaluation in a Trainer log, for the model card."""
-    for entry in reversed(log_history):
-        if "eval_loss" in entry:
-            return {k: v for k, v in entry.items() if k.startswith("eval_")}
-    return None
-
-
-def save_merged(model, processor, out_dir: str, target: str = "reasoning", datasets=None, metrics=None) -> None:
-    """The full model, LoRA merged in, with its processor and model card: what the next stage starts from.
-
-    The output folder itself holds the adapter, as TRL saves it; merging a copy keeps the trainer's model as is.
-    """
-    import copy
-    from pathlib import Path
-
-    full = copy.deepcopy(model).merge_and_unload() if hasattr(model, "merge_and_unload") else model
-    full.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
-    card = model_card(full, stage=STAGE_NAMES.get(target, target), datasets=datasets, metrics=metrics)
-    (Path(out_dir) / "README.md").write_text(card, encoding="utf-8")
 
 
 def make_parser(subparsers=None) -> TrlParser:

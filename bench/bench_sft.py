@@ -18,22 +18,13 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import TrainerCallback
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-
-class StepTimer(TrainerCallback):
-    def __init__(self):
-        self.times, self._start = [], None
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self._start = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.times.append(time.perf_counter() - self._start)
+from common import StepTimer, tiny_setup  # noqa: E402
 
 
 def timed(fn, repeats=5):
@@ -54,26 +45,18 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from datasets import load_from_disk
     from peft import get_peft_model
     from transformers import Qwen2_5OmniThinkerForConditionalGeneration
     from trl import SFTConfig, SFTTrainer
 
-    from aurora_trl.modeling import AuroraForSegmentation, load_processor
+    from aurora_trl.modeling import AuroraForSegmentation
     from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy, lora_config
-    from aurora_trl.modeling.tiny import save_tiny_model
     from aurora_trl.trainers.collator import AuroraCollator
     from aurora_trl.trainers.sft_config import AuroraSFTConfig
     from aurora_trl.trainers.sft_trainer import EXTRA_KEYS, AuroraSFTTrainer
-    from data_prep.build import build_dataset
-    from data_prep.synth import write_synthetic_refavs
 
     work = Path(tempfile.mkdtemp(prefix="bench_sft_"))
-    write_synthetic_refavs(work / "raw", clips=12, seed=0, size=64)
-    build_dataset(work / "raw", work / "ds", stage1=work / "raw" / "stage1_cot.json")
-    save_tiny_model(work / "tiny", sam_image_size=args.sam_size)
-    train = load_from_disk(str(work / "ds"))["train"]
-    processor = load_processor(work / "tiny")
+    train, processor, tiny = tiny_setup(work, args.sam_size)
     common = dict(
         max_steps=args.steps,
         per_device_train_batch_size=args.batch,
@@ -90,7 +73,7 @@ def main() -> None:
     )
 
     # ---- ours
-    model = apply_training_policy(AuroraForSegmentation.from_pretrained(work / "tiny"), TrainingPolicy())
+    model = apply_training_policy(AuroraForSegmentation.from_pretrained(tiny), TrainingPolicy())
     ours_timer = StepTimer()
     ours = AuroraSFTTrainer(
         model=model,
@@ -108,7 +91,7 @@ def main() -> None:
         batch = collate(rows)
         return {k: v for k, v in batch.items() if k not in EXTRA_KEYS}
 
-    thinker = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(work / "tiny")
+    thinker = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(tiny)
     config = lora_config(model.get_base_model())
     config.modules_to_save = ["lm_head", "embed_tokens"]
     plain_timer = StepTimer()

@@ -18,14 +18,8 @@ CPU = ["--use_cpu", "True", "--bf16", "False"]
 
 def test_there_are_recipes():
     names = {p.relative_to(p.parents[1]).as_posix() if p.parent.name == "tiny" else p.name for p in RECIPES}
-    assert {
-        "teacher.yaml",
-        "sft.yaml",
-        "reflect.yaml",
-        "tiny/teacher.yaml",
-        "tiny/sft.yaml",
-        "tiny/reflect.yaml",
-    } <= names
+    stages = {"teacher.yaml", "sft.yaml", "reflect.yaml", "grpo.yaml"}
+    assert stages | {f"tiny/{name}" for name in stages} <= names
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.relative_to(p.parents[1]).as_posix())
@@ -34,11 +28,15 @@ def test_recipe_is_yaml_and_python_and_parses(recipe):
     ast.parse(text)  # `accelerate launch recipe.yaml` runs it with python
     assert text.rstrip().splitlines()[-1] == RUN_LINE
     trainer, settings, options = read_recipe(recipe)
-    assert trainer == "sft" and isinstance(settings, dict) and "_run" not in options
+    assert trainer == ("grpo" if recipe.name == "grpo.yaml" else "sft")
+    assert isinstance(settings, dict) and "_run" not in options
     _, (script_args, training_args, model_args) = parse_recipe(recipe, CPU)
     assert model_args.model_name_or_path == options["model_name_or_path"]
     assert training_args.learning_rate == options["learning_rate"]
-    assert training_args.sft_target in ("direct", "reasoning", "reflective")
+    if trainer == "sft":
+        assert training_args.sft_target in ("direct", "reasoning", "reflective")
+    else:
+        assert script_args.reward_funcs == ["format", "class", "iou"] and training_args.num_generations == 3
 
 
 def test_command_line_overrides_the_recipe():

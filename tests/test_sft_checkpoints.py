@@ -1,18 +1,15 @@
 """Resume, Hub push and TensorBoard logging of the supervised stages."""
 
-import concurrent.futures
-import shutil
-from types import SimpleNamespace
-
 import pytest
 from datasets import load_from_disk
 from transformers import TrainerCallback, set_seed
 
 from aurora_trl.modeling import AuroraForSegmentation, load_processor
 from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy
-from aurora_trl.sft import AuroraScriptArguments, main
+from aurora_trl.script_utils import AuroraScriptArguments
+from aurora_trl.sft import main
 from aurora_trl.trainers.sft_trainer import AuroraSFTTrainer
-from tests.helpers import sft_config
+from tests.helpers import sft_config, use_local_hub
 
 
 def args_for(out, **kwargs):
@@ -75,26 +72,7 @@ def test_push_to_hub_sends_checkpoints_and_the_final_model_with_its_card(
 ):
     hub = tmp_path / "hub"
 
-    class LocalHub:
-        def create_repo(self, repo_id, **kwargs):
-            (hub / repo_id).mkdir(parents=True, exist_ok=True)
-            return SimpleNamespace(repo_id=repo_id)
-
-        def upload_folder(
-            self, repo_id, folder_path, path_in_repo=None, run_as_future=False, ignore_patterns=(), **kw
-        ):
-            target = hub / repo_id / (path_in_repo or "")
-            shutil.copytree(
-                folder_path, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*(ignore_patterns or ()))
-            )
-            result = SimpleNamespace(commit_url=f"local:{target}")
-            if not run_as_future:
-                return result
-            future = concurrent.futures.Future()
-            future.set_result(result)
-            return future
-
-    monkeypatch.setattr("transformers.trainer.hf_api", LocalHub)
+    use_local_hub(monkeypatch, hub)
     from trl import ModelConfig
 
     training_args = args_for(

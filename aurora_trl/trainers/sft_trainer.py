@@ -12,11 +12,12 @@ import logging
 import torch
 from trl import SFTTrainer
 
-from aurora_trl.losses import mask_bce_loss, mask_dice_loss, seg_distill_loss
+from aurora_trl.losses import clip_mask_losses, seg_distill_loss
 from aurora_trl.metrics import frame_iou
 from aurora_trl.modeling import AuroraForSegmentation
 from aurora_trl.trainers.collator import AuroraCollator
 from aurora_trl.trainers.sft_config import AuroraSFTConfig
+from aurora_trl.trainers.utils import aurora_model, backbone_hidden_state
 
 
 logger = logging.getLogger(__name__)
@@ -31,12 +32,6 @@ EXTRA_KEYS = (
     "teacher_attention_mask",
 )
 MULTIMODAL_KEYS = ("pixel_values", "image_grid_thw", "input_features", "feature_attention_mask")
-
-
-def aurora_model(model):
-    """The `AuroraForSegmentation` inside accelerate/DDP and PEFT wrappers."""
-    model = getattr(model, "module", model)
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def keep_rows_with_target(dataset, target: str, name: str):
@@ -119,20 +114,10 @@ class AuroraSFTTrainer(SFTTrainer):
         mode = "train" if model.training else "eval"
         extras = {key: inputs.pop(key) for key in EXTRA_KEYS if key in inputs}
         base = aurora_model(model)
-        captured = {}
-
-        def keep_last_hidden_state(module, args, output):
-            # The first call is the one of this loss (TRL may run the backbone again under no_grad, e.g. for
-            # label smoothing); returning None leaves the output untouched.
-            captured.setdefault("hidden", output.last_hidden_state)
-
-        hook = base.get_backbone().register_forward_hook(keep_last_hidden_state)
-        try:
+        with backbone_hidden_state(model) as captured:
             result = super().compute_loss(
                 model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
             )
-        finally:
-            hook.remove()
         ce, outputs = result if return_outputs else (result, None)
 
         seg, found = base.seg_embeddings(captured["hidden"], inputs["input_ids"], inputs["attention_mask"])
@@ -144,8 +129,7 @@ class AuroraSFTTrainer(SFTTrainer):
             original_sizes=extras["sam_original_sizes"],
         )
         targets = [gt.to(m.device) for gt, m in zip(extras["gt_masks"], masks)]
-        bce = torch.stack([mask_bce_loss(m, gt) for m, gt in zip(masks, targets)]).mean()
-        dice = torch.stack([mask_dice_loss(m, gt) for m, gt in zip(masks, targets)]).mean()
+        bce, dice = clip_mask_losses(masks, targets)
         aux = self.args.bce_loss_weight * bce + self.args.dice_loss_weight * dice
         distill = None
         if self.args.distill_loss_weight > 0:

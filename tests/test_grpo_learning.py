@@ -1,0 +1,69 @@
+"""It must learn: GRPO from a tiny Stage-1 checkpoint raises the mean total reward (format + class + IoU).
+
+Measured when this test was written (2 CPU cores, about 80 s): a 60-step Stage-1 SFT, then 30 GRPO steps of 2 clips
+x G = 3 rollouts of up to 48 tokens. Mean total reward over the first 6 steps 0.52, over the last 6 steps 1.29,
+mostly the class reward (0.1 -> 0.9: the policy learns to reach "The target is ..." within its 48 tokens) with a
+noisy IoU reward. The bar is +0.3.
+"""
+
+import statistics
+
+import torch
+from datasets import load_from_disk
+
+from aurora_trl.modeling import AuroraForSegmentation, load_processor
+from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy
+from aurora_trl.modeling.tiny import save_tiny_model
+from aurora_trl.script_utils import save_merged
+from aurora_trl.trainers.grpo_trainer import AuroraGRPOTrainer
+from aurora_trl.trainers.sft_trainer import AuroraSFTTrainer
+from data_prep.build import build_dataset
+from data_prep.synth import write_synthetic_refavs
+from tests.helpers import grpo_config, sft_config
+
+
+def test_grpo_from_stage1_raises_the_reward(tmp_path):
+    write_synthetic_refavs(tmp_path / "raw", clips=20, seed=0, size=64)
+    build_dataset(tmp_path / "raw", tmp_path / "ds", stage1=tmp_path / "raw" / "stage1_cot.json")
+    save_tiny_model(tmp_path / "tiny", seed=0, sam_image_size=128)
+    train = load_from_disk(str(tmp_path / "ds"))["train"]
+    processor = load_processor(tmp_path / "tiny")
+
+    stage1 = AuroraSFTTrainer(
+        model=apply_training_policy(AuroraForSegmentation.from_pretrained(tmp_path / "tiny"), TrainingPolicy()),
+        args=sft_config(
+            tmp_path / "sft",
+            max_steps=60,
+            learning_rate=3e-3,
+            lr_scheduler_type="constant",
+            logging_steps=10,
+            dataloader_num_workers=1,
+            distill_loss_weight=0.0,
+        ),
+        train_dataset=train,
+        processing_class=processor,
+    )
+    stage1.train()
+    save_merged(stage1.model, processor, str(tmp_path / "stage1"), "sft")
+
+    model = apply_training_policy(AuroraForSegmentation.from_pretrained(tmp_path / "stage1"), TrainingPolicy())
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    args = grpo_config(
+        tmp_path / "grpo",
+        max_steps=30,
+        per_device_train_batch_size=6,
+        max_completion_length=48,
+        temperature=1.0,
+        top_p=0.9,
+        learning_rate=1e-3,
+        lr_scheduler_type="constant",
+    )
+    trainer = AuroraGRPOTrainer(model=model, args=args, train_dataset=train, processing_class=processor)
+    trainer.train()
+
+    rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
+    first, last = statistics.mean(rewards[:6]), statistics.mean(rewards[-6:])
+    print(f"mean total reward, first 6 steps {first:.3f}, last 6 steps {last:.3f}")
+    assert last >= first + 0.3
+    changed = [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(before[n], p.detach())]
+    assert any("lora_" in n for n in changed) and any("mask_decoder" in n for n in changed)
