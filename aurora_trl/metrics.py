@@ -1,25 +1,142 @@
-"""Mask metrics shared by the GRPO IoU reward and evaluation: one IoU, used everywhere.
+"""Mask metrics of the Ref-AVS benchmark, vectorised in torch, and the one IoU used everywhere.
 
-Conventions follow the Ref-AVS benchmark: a frame is scored by IoU of the binarised prediction
-(`sigmoid(logit) > threshold`) with the ground truth; a frame whose ground truth is empty scores the fraction of
-true-negative pixels (so predicting nothing on a null frame scores 1). The official J uses threshold 0.4; AURORA's
-training and its IoU reward use 0.5.
+Semantics follow the benchmark's own code (GeWu-Lab/Ref-AVS `utils/metric/utility.py`) exactly:
+
+- J, [`mask_iou`]: per frame, `sigmoid(logit) > threshold` (0.4 officially), IoU = intersection / (union + eps); a
+  frame whose ground truth is empty scores its true-negative pixels / (pixels + eps), so predicting nothing on a
+  null frame scores 1. Mean over the frames.
+- F, [`f_measure`]: sigmoid, then 255 thresholds `linspace(0, 1 - 1e-10)` with `>=`; per frame precision and
+  recall (each with 1e-20 in the denominator), F = (1 + β²)PR / (β²P + R) with β² = 0.3 and NaN -> 0; frames with
+  empty ground truth are skipped; mean over the frames, then max over the thresholds; 0.0 when no frame has a
+  target (the benchmark's code returns its zero-initialised score then).
+- S, [`null_s`]: sqrt(pixels with `sigmoid(logit) > 0.5` / all pixels) over the batch; lower is better.
+
+AURORA's training uses the same IoU with threshold 0.5 ([`clip_iou`], the GRPO IoU reward).
 """
 
+import math
+
 import torch
+import torch.nn.functional as F
+
+
+REFAVS_SIZE = 256  # the benchmark scores predictions and masks at 256 x 256
+REFAVS_BATCH_CLIPS = 4  # ... in batches of 4 clips (40 frames), averaged over batches
+REFAVS_J_THRESHOLD = 0.4
+NULL_S_THRESHOLD = 0.5
+
+
+def _check(logits: torch.Tensor, target: torch.Tensor | None = None) -> None:
+    if logits.dim() != 3:
+        raise ValueError(f"logits must be (frames, H, W), got shape {tuple(logits.shape)}")
+    if target is not None and target.shape != logits.shape:
+        raise ValueError(f"ground truth shape {tuple(target.shape)} differs from logits shape {tuple(logits.shape)}")
+
+
+def _binary(target: torch.Tensor) -> torch.Tensor:
+    return target > 0.5 if target.dtype.is_floating_point else target.bool()
 
 
 def frame_iou(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.5, eps: float = 1e-7) -> torch.Tensor:
     """Per-frame IoU `(T,)` of mask logits `(T, H, W)` against a binary ground truth of the same shape."""
-    pred = logits.detach().float().sigmoid() > threshold
-    gt = target.detach() > 0.5 if target.dtype.is_floating_point else target.detach().bool()
-    pred, gt = pred.flatten(1), gt.flatten(1)
-    intersection = (pred & gt).sum(1).float()
-    union = (pred | gt).sum(1).float()
-    true_negative = (~pred & ~gt).sum(1).float() / gt.shape[1]
-    return torch.where(gt.any(1), intersection / (union + eps), true_negative)
+    _check(logits, target)
+    pred = (logits.detach().float().sigmoid() > threshold).flatten(1)
+    gt = _binary(target.detach()).flatten(1)
+    has_target = gt.any(1)
+    intersection = (pred & gt).sum(1)
+    union = (pred | gt).sum(1)
+    true_negative = (~pred & ~gt).sum(1)
+    numerator = torch.where(has_target, intersection, true_negative).float()
+    denominator = torch.where(has_target, union, torch.full_like(union, gt.shape[1])).float()
+    return numerator / (denominator + eps)
 
 
 def clip_iou(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> float:
-    """Mean over the frames of a clip of [`frame_iou`] (AURORA's IoU reward)."""
+    """Mean over the frames of a clip of [`frame_iou`] (AURORA's IoU reward: threshold 0.5)."""
     return frame_iou(logits, target, threshold).mean().item()
+
+
+def mask_iou(logits: torch.Tensor, target: torch.Tensor, threshold: float = REFAVS_J_THRESHOLD) -> float:
+    """The benchmark's J of one batch of frames `(N, H, W)`: mean per-frame IoU at `threshold`."""
+    return frame_iou(logits, target, threshold).mean().item()
+
+
+def f_measure(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    beta2: float = 0.3,
+    num_thresholds: int = 255,
+    apply_sigmoid: bool = True,
+) -> float:
+    """The benchmark's F of one batch of frames `(N, H, W)` (see the module docstring).
+
+    All thresholds at once: each pixel's score is bucketed by how many thresholds it reaches, and suffix sums of
+    the per-frame bucket counts give the predicted positives and true positives at every threshold.
+    `apply_sigmoid=False` scores raw logits, as AURORA's own evaluation does.
+    """
+    _check(logits, target)
+    gt = _binary(target.detach()).flatten(1)
+    keep = gt.float().mean(1) != 0
+    if not keep.any():
+        return 0.0
+    scores = logits.detach().float().flatten(1)[keep]
+    scores = scores.sigmoid() if apply_sigmoid else scores
+    gt = gt[keep].float()
+    frames = scores.shape[0]
+    thresholds = torch.linspace(0, 1 - 1e-10, num_thresholds, device=scores.device)
+    reached = torch.searchsorted(thresholds, scores.contiguous(), right=True)  # score >= thresholds[k] for k < reached
+    index = (reached + torch.arange(frames, device=scores.device)[:, None] * (num_thresholds + 1)).flatten()
+    size = frames * (num_thresholds + 1)
+    counts = torch.bincount(index, minlength=size).view(frames, -1)
+    hits = torch.bincount(index, weights=gt.flatten(), minlength=size).view(frames, -1)
+    predicted = counts.flip(1).cumsum(1).flip(1)[:, 1:].float()  # pixels reaching threshold k
+    true_positive = hits.flip(1).cumsum(1).flip(1)[:, 1:].float()
+    precision = true_positive / (predicted + 1e-20)
+    recall = true_positive / (gt.sum(1, keepdim=True) + 1e-20)
+    f = (1 + beta2) * precision * recall / (beta2 * precision + recall)
+    return torch.nan_to_num(f, nan=0.0).mean(0).max().item()
+
+
+def null_s(logits: torch.Tensor, threshold: float = NULL_S_THRESHOLD) -> float:
+    """The benchmark's S of one batch of frames: sqrt of the share of pixels predicted as foreground."""
+    _check(logits)
+    return math.sqrt((logits.detach().float().sigmoid() > threshold).float().mean().item())
+
+
+def evaluate_clips(
+    logits: list[torch.Tensor], targets: list[torch.Tensor], null: bool = False, protocol: str = "refavs"
+) -> dict[str, float]:
+    """Score a split given each clip's mask logits and ground truth, `(T, H, W)` each (sizes may differ by clip).
+
+    `protocol="refavs"` is the benchmark's: everything resized to 256 x 256, batches of 4 clips, J at 0.4, F on
+    sigmoids, mean over batches; a null split gets S. `protocol="aurora"` is AURORA's variant: native resolution,
+    one clip per batch, J at 0.5, F on raw logits; it has no null metric, so S is reported with the benchmark's
+    definition at native resolution.
+    """
+    if len(logits) != len(targets):
+        raise ValueError(f"{len(logits)} predicted clips for {len(targets)} ground-truth clips")
+    if protocol not in ("refavs", "aurora"):
+        raise ValueError(f"protocol must be 'refavs' or 'aurora', got {protocol!r}")
+    for clip_logits, clip_target in zip(logits, targets):
+        _check(clip_logits, clip_target)
+    if protocol == "refavs":
+        logits = [_resize(x, mode="bilinear") for x in logits]
+        # cv2.resize (bilinear) of the 0/255 mask, then > 0: any pixel touched by the mask counts
+        targets = [_resize(_binary(t).float(), mode="bilinear") > 0 for t in targets]
+        batch, threshold, sigmoid = REFAVS_BATCH_CLIPS, REFAVS_J_THRESHOLD, True
+    else:
+        batch, threshold, sigmoid = 1, 0.5, False
+    batches = [(logits[i : i + batch], targets[i : i + batch]) for i in range(0, len(logits), batch)]
+    if null:
+        return {"S": _mean([null_s(torch.cat(x)) for x, _ in batches]), "clips": len(logits)}
+    j = [mask_iou(torch.cat(x), torch.cat(t), threshold) for x, t in batches]
+    f = [f_measure(torch.cat(x), torch.cat(t), apply_sigmoid=sigmoid) for x, t in batches]
+    return {"J": _mean(j), "F": _mean(f), "clips": len(logits)}
+
+
+def _resize(x: torch.Tensor, mode: str) -> torch.Tensor:
+    return F.interpolate(x.float()[None], size=(REFAVS_SIZE, REFAVS_SIZE), mode=mode, align_corners=False)[0]
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")

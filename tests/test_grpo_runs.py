@@ -92,3 +92,15 @@ def test_grpo_push_to_hub_sends_the_model_with_its_card(synth_dataset, tiny_auro
     assert (repo / "adapter_model.safetensors").is_file()
     assert "grpo" in (repo / "merged" / "README.md").read_text().lower()
     AuroraForSegmentation.from_pretrained(repo / "merged")
+
+
+def test_aurora_trl_train_runs_the_grpo_recipe(synth_dataset, tiny_aurora_dir, tmp_path):
+    import shutil
+    import sys
+
+    from tests.test_sft_recipes import launch
+
+    script = shutil.which("aurora-trl") or str(Path(sys.executable).parent / "aurora-trl")
+    out = tmp_path / "run"
+    launch([script, "train", str(RECIPE), *recipe_options(synth_dataset, tiny_aurora_dir, out, steps=1)], tmp_path)
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 1
