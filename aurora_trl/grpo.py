@@ -3,6 +3,7 @@
     accelerate launch recipes/grpo.yaml                      # the recipe is also a Python file (recipes/README.md)
     aurora-trl train recipes/grpo.yaml --learning_rate 5e-6  # the same, with the recipe's `accelerate:` settings
     python recipes/tiny/grpo.yaml                            # one process, no accelerate
+    python -m aurora_trl.grpo --config recipes/tiny/grpo.yaml # the same, TRL's script style
 
 Options: [`AuroraGRPOScriptArguments`] (data set, SAM, reward names), [`AuroraGRPOConfig`] (TRL's GRPO options,
 `reward_weights`, mask-loss weights) and TRL's `ModelConfig` (model path, dtype, LoRA, 4-bit loading).
@@ -70,4 +71,8 @@ def make_parser(subparsers=None) -> TrlParser:
 
 
 if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())
+    import sys
+
+    from aurora_trl.launch import script_main
+
+    script_main(sys.argv[1:])

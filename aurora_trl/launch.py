@@ -69,6 +69,15 @@ def run_recipe(path: str | os.PathLike, argv: list[str] | None = None):
     return importlib.import_module(STAGES[trainer]).main(*args)
 
 
+def script_main(argv: list[str]):
+    """`python -m aurora_trl.sft|grpo --config RECIPE [flags]` (TRL's script style) or flags alone."""
+    if "--config" in argv:
+        at = argv.index("--config")
+        return run_recipe(argv[at + 1], argv[:at] + argv[at + 2 :])
+    module = sys.modules["__main__"]
+    return module.main(*module.make_parser().parse_args_into_dataclasses(args=argv))
+
+
 def accelerate_flags(settings: dict) -> list[str]:
     """`{"num_processes": 2, "multi_gpu": True}` -> `["--num_processes", "2", "--multi_gpu"]`."""
     flags = []

@@ -3,6 +3,7 @@
     accelerate launch recipes/sft.yaml                      # the recipe is also a Python file (see recipes/README.md)
     aurora-trl train recipes/sft.yaml --learning_rate 5e-5  # the same, with the recipe's `accelerate:` settings
     python recipes/tiny/sft.yaml                            # one process, no accelerate
+    python -m aurora_trl.sft --config recipes/tiny/sft.yaml # the same, TRL's script style
 
 Options come from three dataclasses, as in TRL's own scripts: [`AuroraScriptArguments`] (data set, SAM),
 [`AuroraSFTConfig`] (training and loss weights) and TRL's `ModelConfig` (model path, dtype, LoRA). Command-line
@@ -42,4 +43,8 @@ def make_parser(subparsers=None) -> TrlParser:
 
 
 if __name__ == "__main__":
-    main(*make_parser().parse_args_and_config())
+    import sys
+
+    from aurora_trl.launch import script_main
+
+    script_main(sys.argv[1:])

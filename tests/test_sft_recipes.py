@@ -110,3 +110,11 @@ def test_aurora_trl_train_uses_the_recipe_accelerate_block(inputs, tmp_path):
         tmp_path,
     )
     assert (out / "merged" / "config.json").is_file()
+
+
+def test_trl_script_style_with_config(inputs, tmp_path):
+    """`python -m aurora_trl.sft --config RECIPE [flags]`, as TRL's own scripts are run."""
+    out = tmp_path / "run"
+    options = overrides(inputs, out, steps=1) + ["--eval_strategy", "no"]
+    launch([sys.executable, "-m", "aurora_trl.sft", "--config", str(RECIPES / "teacher.yaml"), *options], tmp_path)
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 1

@@ -143,14 +143,14 @@ class AuroraGRPOTrainer(GRPOTrainer):
         self._logps_audio = audio
 
         # Ground truth and SAM embeddings, each clip encoded once for its G rollouts (and later epochs, if cached).
-        rollouts, clips = {}, {}
+        rollouts, clips, sizes = {}, {}, {}
         for index, row in enumerate(inputs):
             clip_id = row.get("vid") or row["uid"]
-            frames = [img.convert("RGB") for img in row["images"]]
-            sam = preprocess_frames(frames, base.config.sam_image_size)
             if clip_id not in clips:
+                sam = preprocess_frames([img.convert("RGB") for img in row["images"]], base.config.sam_image_size)
                 clips[clip_id] = self.sam_cache.get_or_compute(base, clip_id, sam.pixel_values)
-            rollouts[index] = (clip_id, mask_tensor(row["masks"]), sam.input_size, sam.original_size)
+                sizes[clip_id] = (sam.input_size, sam.original_size)
+            rollouts[index] = (clip_id, mask_tensor(row["masks"]), *sizes[clip_id])
         self._rollouts[mode], self._clips[mode] = rollouts, clips
 
         stripped = [{**x, "prompt": without_audio_blocks(x["prompt"])} for x in inputs]
