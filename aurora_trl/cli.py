@@ -6,6 +6,7 @@
     aurora-trl data cot     --model PATH --data DIR --out FILE              Stage-1 CoT paths with an Omni model
     aurora-trl tiny         --out DIR                                       tiny random model, built offline
     aurora-trl train        RECIPE [--option value ...]                     a training recipe, through accelerate
+    aurora-trl eval         --model DIR --data DIR --out DIR                the benchmark's numbers, report, overlays
 
 Each sub-command's parser is declared by the module that implements it (`add_arguments(parser)` + `run(args)`),
 and that module is imported only when its command runs, so `aurora-trl --help` stays fast.
@@ -27,6 +28,7 @@ COMMANDS = {
         "aurora_trl.launch",
         "run a training recipe with accelerate (its `accelerate:` block sets the flags)",
     ),
+    ("eval",): ("aurora_trl.evaluate", "Ref-AVS metrics (J, F, null S) of a model, with a report and overlays"),
 }
 
 

@@ -1,0 +1,196 @@
+"""`aurora-trl eval`: the Ref-AVS benchmark's numbers for a model, with a report, a per-clip CSV and overlays.
+
+    aurora-trl eval --model DIR --data DIR [--splits test_s test_u test_n] [--protocol refavs|aurora] --out DIR
+
+For every row of the chosen splits the model reasons and segments (`AuroraForSegmentation.segment`, greedy, one
+clip at a time); the masks are scored with `aurora_trl.metrics.evaluate_clips`: J and F on Seen (test_s) and Unseen
+(test_u) and on their union ("Mix"), S on Null (test_n, lower is better). Written to `--out`:
+
+    metrics.json     every number, per split, with the protocol
+    results.md       the table: Seen J/F, Unseen J/F, Mix J/F, Null S
+    clips.csv        uid, split, class, J, F or S, the generated reasoning
+    overlays/        frame strips (prediction red, ground truth green) of the best and worst clips of each split
+"""
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from aurora_trl.metrics import REFAVS_J_THRESHOLD, evaluate_clips, f_measure, mask_iou, null_s
+
+
+SPLIT_NAMES = {"test_s": "Seen", "test_u": "Unseen", "test_n": "Null"}
+
+
+def predict_split(model, processor, rows, max_new_tokens: int, desc: str) -> list[dict]:
+    """Reasoning text, mask logits and ground truth of each row."""
+    from aurora_trl.trainers.collator import decode_audio, mask_tensor
+
+    results = []
+    for row in tqdm(rows, desc=desc, unit="clip"):
+        frames = [img.convert("RGB") for img in row["images"]]
+        with torch.no_grad():
+            out = model.segment(
+                frames,
+                decode_audio(row["audio"]),
+                row["expression"],
+                processor=processor,
+                max_new_tokens=max_new_tokens,
+            )
+        results.append(
+            {
+                "uid": row["uid"],
+                "class_name": row["class_name"],
+                "is_null": row["is_null"],
+                "text": out.text,
+                "logits": out.mask_logits.float().cpu(),
+                "target": mask_tensor(row["masks"]),
+                "frames": frames,
+            }
+        )
+    return results
+
+
+def clip_scores(result: dict, protocol: str) -> dict:
+    """One clip's J and F (or S for a null row), with the protocol's threshold and sigmoid."""
+    if result["is_null"]:
+        return {"S": null_s(result["logits"])}
+    threshold = REFAVS_J_THRESHOLD if protocol == "refavs" else 0.5
+    return {
+        "J": mask_iou(result["logits"], result["target"], threshold),
+        "F": f_measure(result["logits"], result["target"], apply_sigmoid=protocol == "refavs"),
+    }
+
+
+def overlay_strip(frames, logits: torch.Tensor, target: torch.Tensor, height: int = 96) -> Image.Image:
+    """The clip's frames side by side, prediction tinted red and ground truth green."""
+    tiles = []
+    for frame, pred, gt in zip(frames, logits.sigmoid() > 0.5, target > 0.5):
+        image = np.asarray(frame.convert("RGB")).astype(np.float32)
+        image[pred.numpy()] = 0.5 * image[pred.numpy()] + [127, 0, 0]
+        image[gt.numpy()] = 0.6 * image[gt.numpy()] + [0, 100, 0]
+        tile = Image.fromarray(image.clip(0, 255).astype(np.uint8))
+        tiles.append(tile.resize((max(1, tile.width * height // tile.height), height)))
+    strip = Image.new("RGB", (sum(t.width for t in tiles), height))
+    x = 0
+    for tile in tiles:
+        strip.paste(tile, (x, 0))
+        x += tile.width
+    return strip
+
+
+def evaluate(
+    model,
+    processor,
+    dataset,
+    splits,
+    out: Path,
+    protocol: str = "refavs",
+    max_new_tokens: int = 512,
+    limit: int | None = None,
+    overlays: int = 2,
+) -> dict:
+    """Score `splits` of a data set; writes the report files to `out` and returns the metrics."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "overlays").mkdir(exist_ok=True)
+    metrics, per_split, rows_out = {"protocol": protocol}, {}, []
+    for split in splits:
+        rows = dataset[split] if limit is None else dataset[split].select(range(min(limit, len(dataset[split]))))
+        if len(rows) == 0:
+            continue
+        results = predict_split(model, processor, rows, max_new_tokens, desc=f"eval {split}")
+        per_split[split] = results
+        null = split == "test_n"
+        metrics[split] = evaluate_clips(
+            [r["logits"] for r in results], [r["target"] for r in results], null=null, protocol=protocol
+        )
+        scored = [(clip_scores(r, protocol), r) for r in results]
+        for scores, r in scored:
+            rows_out.append(
+                {"uid": r["uid"], "split": split, "class": r["class_name"], **scores, "reasoning": r["text"]}
+            )
+        key = (lambda s: -s[0]["S"]) if null else (lambda s: s[0]["J"])  # best first
+        ranked = sorted(scored, key=key, reverse=True)
+        picks = {"best": ranked[:overlays], "worst": ranked[::-1][:overlays]}
+        for label, chosen in picks.items():
+            for rank, (_, r) in enumerate(chosen):
+                strip = overlay_strip(r["frames"], r["logits"], r["target"])
+                strip.save(out / "overlays" / f"{split}_{label}{rank}_{r['uid'].replace('/', '_')}.png")
+    mixed = [r for s in ("test_s", "test_u") for r in per_split.get(s, [])]
+    if mixed:
+        metrics["mix"] = evaluate_clips([r["logits"] for r in mixed], [r["target"] for r in mixed], protocol=protocol)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    (out / "results.md").write_text(results_table(metrics), encoding="utf-8")
+    with open(out / "clips.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["uid", "split", "class", "J", "F", "S", "reasoning"])
+        writer.writeheader()
+        writer.writerows(rows_out)
+    return metrics
+
+
+def results_table(metrics: dict) -> str:
+    def cell(split, key):
+        value = metrics.get(split, {}).get(key)
+        return "–" if value is None else f"{value:.4f}"
+
+    header = "| Seen J | Seen F | Unseen J | Unseen F | Mix J | Mix F | Null S (lower is better) |\n|---|---|---|---|---|---|---|\n"
+    row = [
+        cell("test_s", "J"),
+        cell("test_s", "F"),
+        cell("test_u", "J"),
+        cell("test_u", "F"),
+        cell("mix", "J"),
+        cell("mix", "F"),
+        cell("test_n", "S"),
+    ]
+    return f"Protocol: {metrics['protocol']}\n\n" + header + "| " + " | ".join(row) + " |\n"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", required=True, help="AURORA model folder (or Hub id)")
+    parser.add_argument("--data", required=True, help="data set folder written by `aurora-trl data build`")
+    parser.add_argument("--splits", nargs="+", default=list(SPLIT_NAMES), help="splits to score")
+    parser.add_argument(
+        "--protocol",
+        choices=("refavs", "aurora"),
+        default="refavs",
+        help="refavs: the benchmark's (256 px, J at 0.4); aurora: AURORA's own variant",
+    )
+    parser.add_argument("--max-new-tokens", type=int, default=512, help="length limit of the reasoning")
+    parser.add_argument("--limit", type=int, help="score only the first N rows of each split")
+    parser.add_argument("--out", required=True, help="folder for metrics.json, results.md, clips.csv, overlays/")
+
+
+def run(args) -> int:
+    from datasets import load_from_disk
+
+    from aurora_trl.modeling import AuroraForSegmentation, load_processor
+
+    try:
+        dataset = load_from_disk(args.data)
+    except FileNotFoundError as err:
+        print(f"error: cannot read the data set {args.data}: {err}", file=sys.stderr)
+        return 2
+    unknown = [s for s in args.splits if s not in dataset]
+    if unknown:
+        print(f"error: split(s) {', '.join(unknown)} not in {args.data} (has {', '.join(dataset)})", file=sys.stderr)
+        return 2
+    model = AuroraForSegmentation.from_pretrained(args.model).eval()
+    metrics = evaluate(
+        model,
+        load_processor(args.model),
+        dataset,
+        args.splits,
+        Path(args.out),
+        args.protocol,
+        args.max_new_tokens,
+        args.limit,
+    )
+    print(results_table(metrics))
+    return 0
