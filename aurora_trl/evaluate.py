@@ -4,7 +4,7 @@
 
 For every row of the chosen splits the model reasons and segments (`AuroraForSegmentation.segment`, greedy, one
 clip at a time); the masks are scored with `aurora_trl.metrics.evaluate_clips`: J and F on Seen (test_s) and Unseen
-(test_u) and on their union ("Mix"), S on Null (test_n, lower is better). Written to `--out`:
+(test_u) and over the batches of both ("Mix"), S on Null (test_n, lower is better). Written to `--out`:
 
     metrics.json     every number, per split, with the protocol
     results.md       the table: Seen J/F, Unseen J/F, Mix J/F, Null S
@@ -22,18 +22,18 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from aurora_trl.metrics import REFAVS_J_THRESHOLD, evaluate_clips, f_measure, mask_iou, null_s
+from aurora_trl.metrics import REFAVS_BATCH_CLIPS, REFAVS_J_THRESHOLD, evaluate_clips, f_measure, mask_iou, null_s
 
 
 SPLIT_NAMES = {"test_s": "Seen", "test_u": "Unseen", "test_n": "Null"}
 
 
-def predict_split(model, processor, rows, max_new_tokens: int, desc: str) -> list[dict]:
+def predict_split(model, processor, rows, max_new_tokens: int) -> list[dict]:
     """Reasoning text, mask logits and ground truth of each row."""
     from aurora_trl.trainers.collator import decode_audio, mask_tensor
 
     results = []
-    for row in tqdm(rows, desc=desc, unit="clip"):
+    for row in rows:
         frames = [img.convert("RGB") for img in row["images"]]
         with torch.no_grad():
             out = model.segment(
@@ -96,35 +96,48 @@ def evaluate(
     limit: int | None = None,
     overlays: int = 2,
 ) -> dict:
-    """Score `splits` of a data set; writes the report files to `out` and returns the metrics."""
+    """Score `splits` of a data set; writes the report files to `out` and returns the metrics.
+
+    Clips stream through in the protocol's scoring batches (4 clips, or 1 for AURORA's variant), so memory does not
+    grow with the split: only each batch's scores and each clip's score are kept. The overlay clips are predicted
+    again at the end (greedy decoding gives the same masks).
+    """
     out.mkdir(parents=True, exist_ok=True)
     (out / "overlays").mkdir(exist_ok=True)
-    metrics, per_split, rows_out = {"protocol": protocol}, {}, []
+    batch = REFAVS_BATCH_CLIPS if protocol == "refavs" else 1
+    metrics, batch_scores, rows_out = {"protocol": protocol}, {}, []
     for split in splits:
         rows = dataset[split] if limit is None else dataset[split].select(range(min(limit, len(dataset[split]))))
         if len(rows) == 0:
             continue
-        results = predict_split(model, processor, rows, max_new_tokens, desc=f"eval {split}")
-        per_split[split] = results
         null = split == "test_n"
-        metrics[split] = evaluate_clips(
-            [r["logits"] for r in results], [r["target"] for r in results], null=null, protocol=protocol
-        )
-        scored = [(clip_scores(r, protocol), r) for r in results]
-        for scores, r in scored:
-            rows_out.append(
-                {"uid": r["uid"], "split": split, "class": r["class_name"], **scores, "reasoning": r["text"]}
+        batch_scores[split], ranked = [], []
+        for start in tqdm(range(0, len(rows), batch), desc=f"eval {split}", unit="batch"):
+            results = predict_split(
+                model, processor, rows.select(range(start, min(start + batch, len(rows)))), max_new_tokens
             )
-        key = (lambda s: -s[0]["S"]) if null else (lambda s: s[0]["J"])  # best first
-        ranked = sorted(scored, key=key, reverse=True)
+            batch_scores[split].append(
+                evaluate_clips(
+                    [r["logits"] for r in results], [r["target"] for r in results], null=null, protocol=protocol
+                )
+            )
+            for offset, r in enumerate(results):
+                scores = clip_scores(r, protocol)
+                rows_out.append(
+                    {"uid": r["uid"], "split": split, "class": r["class_name"], **scores, "reasoning": r["text"]}
+                )
+                ranked.append((scores["J"] if not null else -scores["S"], start + offset))  # higher is better
+        metrics[split] = mean_of_batches(batch_scores[split])
+        ranked.sort(reverse=True)
         picks = {"best": ranked[:overlays], "worst": ranked[::-1][:overlays]}
         for label, chosen in picks.items():
-            for rank, (_, r) in enumerate(chosen):
+            for rank, (_, index) in enumerate(chosen):
+                (r,) = predict_split(model, processor, rows.select([index]), max_new_tokens)
                 strip = overlay_strip(r["frames"], r["logits"], r["target"])
                 strip.save(out / "overlays" / f"{split}_{label}{rank}_{r['uid'].replace('/', '_')}.png")
-    mixed = [r for s in ("test_s", "test_u") for r in per_split.get(s, [])]
+    mixed = batch_scores.get("test_s", []) + batch_scores.get("test_u", [])
     if mixed:
-        metrics["mix"] = evaluate_clips([r["logits"] for r in mixed], [r["target"] for r in mixed], protocol=protocol)
+        metrics["mix"] = mean_of_batches(mixed)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     (out / "results.md").write_text(results_table(metrics), encoding="utf-8")
     with open(out / "clips.csv", "w", newline="", encoding="utf-8") as f:
@@ -132,6 +145,13 @@ def evaluate(
         writer.writeheader()
         writer.writerows(rows_out)
     return metrics
+
+
+def mean_of_batches(scores: list[dict]) -> dict:
+    """A split's metrics: the mean over its scoring batches, as the benchmark averages; `clips` counts clips.
+    For Mix, the batches of Seen and Unseen together."""
+    keys = [k for k in scores[0] if k != "clips"]
+    return {**{k: sum(s[k] for s in scores) / len(scores) for k in keys}, "clips": sum(s["clips"] for s in scores)}
 
 
 def results_table(metrics: dict) -> str:
