@@ -2,9 +2,9 @@
 
     aurora-trl eval --model DIR --data DIR [--splits test_s test_u test_n] [--protocol refavs|aurora] --out DIR
 
-For every row of the chosen splits the model reasons and segments (`AuroraForSegmentation.segment`, greedy, one
-clip at a time); the masks are scored with `aurora_trl.metrics.evaluate_clips`: J and F on Seen (test_s) and Unseen
-(test_u) and over the batches of both ("Mix"), S on Null (test_n, lower is better). Written to `--out`:
+For every row of the chosen splits the model reasons and segments (`AuroraForSegmentation.segment_batch`: greedy,
+`--batch-size` clips per `generate`); the masks are scored with `aurora_trl.metrics.evaluate_clips`: J and F on Seen
+(test_s) and Unseen (test_u) and over the batches of both ("Mix"), S on Null (test_n, lower is better). Written to `--out`:
 
     metrics.json     every number, per split, with the protocol
     results.md       the table: Seen J/F, Unseen J/F, Mix J/F, Null S
@@ -17,44 +17,37 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
 from aurora_trl.metrics import REFAVS_BATCH_CLIPS, REFAVS_J_THRESHOLD, evaluate_clips, f_measure, mask_iou, null_s
+from aurora_trl.visualize import overlay_strip
 
 
 SPLIT_NAMES = {"test_s": "Seen", "test_u": "Unseen", "test_n": "Null"}
 
 
 def predict_split(model, processor, rows, max_new_tokens: int) -> list[dict]:
-    """Reasoning text, mask logits and ground truth of each row."""
+    """Reasoning text, mask logits and ground truth of each row, generated as one batch."""
     from aurora_trl.trainers.collator import decode_audio, mask_tensor
 
-    results = []
-    for row in rows:
-        frames = [img.convert("RGB") for img in row["images"]]
-        with torch.no_grad():
-            out = model.segment(
-                frames,
-                decode_audio(row["audio"]),
-                row["expression"],
-                processor=processor,
-                max_new_tokens=max_new_tokens,
-            )
-        results.append(
-            {
-                "uid": row["uid"],
-                "class_name": row["class_name"],
-                "is_null": row["is_null"],
-                "text": out.text,
-                "logits": out.mask_logits.float().cpu(),
-                "target": mask_tensor(row["masks"]),
-                "frames": frames,
-            }
-        )
-    return results
+    clips = [
+        ([img.convert("RGB") for img in row["images"]], decode_audio(row["audio"]), row["expression"]) for row in rows
+    ]
+    with torch.no_grad():
+        outputs = model.segment_batch(clips, processor=processor, max_new_tokens=max_new_tokens)
+    return [
+        {
+            "uid": row["uid"],
+            "class_name": row["class_name"],
+            "is_null": row["is_null"],
+            "text": out.text,
+            "logits": out.mask_logits.float().cpu(),
+            "target": mask_tensor(row["masks"]),
+            "frames": clip[0],
+        }
+        for row, clip, out in zip(rows, clips, outputs)
+    ]
 
 
 def clip_scores(result: dict, protocol: str) -> dict:
@@ -68,23 +61,6 @@ def clip_scores(result: dict, protocol: str) -> dict:
     }
 
 
-def overlay_strip(frames, logits: torch.Tensor, target: torch.Tensor, height: int = 96) -> Image.Image:
-    """The clip's frames side by side, prediction tinted red and ground truth green."""
-    tiles = []
-    for frame, pred, gt in zip(frames, logits.sigmoid() > 0.5, target > 0.5):
-        image = np.asarray(frame.convert("RGB")).astype(np.float32)
-        image[pred.numpy()] = 0.5 * image[pred.numpy()] + [127, 0, 0]
-        image[gt.numpy()] = 0.6 * image[gt.numpy()] + [0, 100, 0]
-        tile = Image.fromarray(image.clip(0, 255).astype(np.uint8))
-        tiles.append(tile.resize((max(1, tile.width * height // tile.height), height)))
-    strip = Image.new("RGB", (sum(t.width for t in tiles), height))
-    x = 0
-    for tile in tiles:
-        strip.paste(tile, (x, 0))
-        x += tile.width
-    return strip
-
-
 def evaluate(
     model,
     processor,
@@ -95,16 +71,19 @@ def evaluate(
     max_new_tokens: int = 512,
     limit: int | None = None,
     overlays: int = 2,
+    batch_size: int = REFAVS_BATCH_CLIPS,
 ) -> dict:
     """Score `splits` of a data set; writes the report files to `out` and returns the metrics.
 
     Clips stream through in the protocol's scoring batches (4 clips, or 1 for AURORA's variant), so memory does not
     grow with the split: only each batch's scores and each clip's score are kept. The overlay clips are predicted
-    again at the end (greedy decoding gives the same masks).
+    again at the end (greedy decoding gives the same masks). `batch_size` clips share a `generate`; it is rounded
+    up to a multiple of the scoring batch, so that scoring batches never straddle two generation batches.
     """
     out.mkdir(parents=True, exist_ok=True)
     (out / "overlays").mkdir(exist_ok=True)
     batch = REFAVS_BATCH_CLIPS if protocol == "refavs" else 1
+    chunk = batch * max(1, -(-batch_size // batch))
     metrics, batch_scores, rows_out = {"protocol": protocol}, {}, []
     for split in splits:
         rows = dataset[split] if limit is None else dataset[split].select(range(min(limit, len(dataset[split]))))
@@ -112,21 +91,26 @@ def evaluate(
             continue
         null = split == "test_n"
         batch_scores[split], ranked = [], []
-        for start in tqdm(range(0, len(rows), batch), desc=f"eval {split}", unit="batch"):
+        progress = tqdm(total=len(rows), desc=f"eval {split}", unit="clip")
+        for start in range(0, len(rows), chunk):
             results = predict_split(
-                model, processor, rows.select(range(start, min(start + batch, len(rows)))), max_new_tokens
+                model, processor, rows.select(range(start, min(start + chunk, len(rows)))), max_new_tokens
             )
-            batch_scores[split].append(
-                evaluate_clips(
-                    [r["logits"] for r in results], [r["target"] for r in results], null=null, protocol=protocol
+            progress.update(len(results))
+            for first in range(0, len(results), batch):  # the protocol's scoring batches
+                scored = results[first : first + batch]
+                batch_scores[split].append(
+                    evaluate_clips(
+                        [r["logits"] for r in scored], [r["target"] for r in scored], null=null, protocol=protocol
+                    )
                 )
-            )
             for offset, r in enumerate(results):
                 scores = clip_scores(r, protocol)
                 rows_out.append(
                     {"uid": r["uid"], "split": split, "class": r["class_name"], **scores, "reasoning": r["text"]}
                 )
                 ranked.append((scores["J"] if not null else -scores["S"], start + offset))  # higher is better
+        progress.close()
         metrics[split] = mean_of_batches(batch_scores[split])
         ranked.sort(reverse=True)
         picks = {"best": ranked[:overlays], "worst": ranked[::-1][:overlays]}
@@ -184,6 +168,9 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--max-new-tokens", type=int, default=512, help="length limit of the reasoning")
     parser.add_argument("--limit", type=int, help="score only the first N rows of each split")
+    parser.add_argument(
+        "--batch-size", type=int, default=REFAVS_BATCH_CLIPS, help="clips per generate call (memory vs speed)"
+    )
     parser.add_argument("--out", required=True, help="folder for metrics.json, results.md, clips.csv, overlays/")
 
 
@@ -211,6 +198,7 @@ def run(args) -> int:
         args.protocol,
         args.max_new_tokens,
         args.limit,
+        batch_size=args.batch_size,
     )
     print(results_table(metrics))
     return 0

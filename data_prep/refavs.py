@@ -202,6 +202,15 @@ def read_audio(path: Path) -> bytes:
     Normalising here means every row of the data set has one audio format (Ref-AVS issue #2: null clips with
     another bit rate break batching).
     """
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(load_waveform(path), -1.0, 1.0), SAMPLE_RATE, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def load_waveform(path: Path) -> np.ndarray:
+    """An audio file as a 16 kHz mono float32 waveform (any rate or channel count soundfile reads); `BadRow`
+    with the reason for a missing, corrupt, empty or non-finite file."""
+    path = Path(path)
     if not path.is_file():
         raise BadRow(f"missing audio {path.parent.name}/{path.name}")
     try:
@@ -210,15 +219,17 @@ def read_audio(path: Path) -> bytes:
         raise BadRow(f"corrupt audio {path.name}: {_short(err)}") from None
     if wave.shape[0] == 0:
         raise BadRow(f"empty audio {path.name}")
-    wave = wave.mean(axis=1)
+    return to_model_rate(wave.mean(axis=1), int(rate), path.name)
+
+
+def to_model_rate(wave: np.ndarray, rate: int, name: str = "audio") -> np.ndarray:
+    """A mono waveform resampled to 16 kHz (polyphase, exact for integer rate ratios)."""
     if rate != SAMPLE_RATE:
-        g = gcd(int(rate), SAMPLE_RATE)
-        wave = resample_poly(wave, SAMPLE_RATE // g, int(rate) // g).astype(np.float32)
+        g = gcd(rate, SAMPLE_RATE)
+        wave = resample_poly(wave, SAMPLE_RATE // g, rate // g)
     if not np.isfinite(wave).all():
-        raise BadRow(f"audio {path.name} holds NaN or infinite samples")
-    buf = io.BytesIO()
-    sf.write(buf, np.clip(wave, -1.0, 1.0), SAMPLE_RATE, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
+        raise BadRow(f"{name} holds NaN or infinite samples")
+    return wave.astype(np.float32)
 
 
 class ClipReader:

@@ -2,8 +2,10 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors import safe_open
 from transformers import Qwen2_5OmniThinkerForConditionalGeneration
 
@@ -349,6 +351,37 @@ def test_segment_masks_come_from_the_emitted_seg_state(tiny_aurora, tiny_clip):
         )[0]
     assert found.item()
     torch.testing.assert_close(masks, out.mask_logits, atol=1e-4, rtol=1e-4)
+
+
+def test_segment_batch_equals_one_clip_at_a_time(tiny_aurora):
+    """Clips of different frame sizes, audio lengths and expressions (so prompts of different lengths, left-padded
+    in the batch) give the texts, token sequences and masks of separate `segment` calls."""
+    model, processor = tiny_aurora
+    side = processor.tokenizer.padding_side
+    rng = np.random.default_rng(1)
+    clips = []
+    for seconds, (h, w), expression in [
+        (1, (48, 64), "the dog"),
+        (3, (40, 40), "the cat that meows first"),
+        (2, (32, 48), "x"),
+    ]:
+        frames = [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for _ in range(10)]
+        clips.append((frames, rng.uniform(-0.1, 0.1, 16000 * seconds).astype("float32"), expression))
+    batched = model.segment_batch(clips, processor=processor, max_new_tokens=6)
+    for clip, got in zip(clips, batched):
+        expected = model.segment(*clip, processor=processor, max_new_tokens=6)
+        assert got.text == expected.text and got.seg_emitted == expected.seg_emitted
+        assert torch.equal(got.sequences, expected.sequences)
+        assert got.mask_logits.shape == (10, *clip[0][0].size[::-1])
+        torch.testing.assert_close(got.mask_logits, expected.mask_logits, atol=1e-4, rtol=1e-4)
+    assert processor.tokenizer.padding_side == side  # restored after the left-padded batch
+
+
+def test_segment_batch_rejects_mixed_audio(tiny_aurora, tiny_clip):
+    model, processor = tiny_aurora
+    frames, audio = tiny_clip
+    with pytest.raises(ValueError, match="every clip has audio or none"):
+        model.segment_batch([(frames, audio, "a"), (frames, None, "b")], processor=processor)
 
 
 def test_video_input_needs_the_video_processor(tiny_aurora, tiny_clip):

@@ -305,10 +305,37 @@ class AuroraSegmentationMixin:
             `It is [SEG].` is appended to the answer when the model emitted no `[SEG]`, and the masks are decoded
             from that appended token.
         """
+        clip = (frames, audio, expression)
+        return self.segment_batch([clip], processor, max_new_tokens, sampling_rate, **generate_kwargs)[0]
+
+    @torch.no_grad()
+    def segment_batch(
+        self,
+        clips: Sequence[tuple],
+        processor=None,
+        max_new_tokens: int = 512,
+        sampling_rate: int = 16000,
+        **generate_kwargs,
+    ) -> list[SegmentationOutput]:
+        """[`segment`] for several clips at once: one batched `generate` (prompts left-padded), one batched
+        forward for the `[SEG]` states, one batched SAM decode.
+
+        Args:
+            clips (`Sequence[tuple]`):
+                `(frames, audio, expression)` per clip; frame sizes may differ between clips, and either every clip
+                has audio or none has (the prompt differs).
+
+        Returns:
+            `list[SegmentationOutput]`, one per clip, as [`segment`] returns.
+        """
+        if not clips:
+            return []
+        if len({audio is None for _, audio, _ in clips}) > 1:
+            raise ValueError("segment_batch: either every clip has audio or none has; split the batch")
         if processor is None:
             processor = load_processor(self.config._name_or_path)
         tokenizer = processor.tokenizer
-        inputs = self.prepare_inputs(processor, frames, audio, expression, sampling_rate)
+        inputs = self.prepare_batch_inputs(processor, clips, sampling_rate)
         prompt_length = inputs["input_ids"].shape[1]
         generated = self.generate(
             **inputs,
@@ -317,54 +344,73 @@ class AuroraSegmentationMixin:
             suppress_tokens=multimodal_token_ids(self.config),
             **generate_kwargs,
         )
-        answer = generated[0, prompt_length:]
-        # Drop end-of-turn and padding: the answer must end with the text the masks are decoded from.
+        # Drop end-of-turn and padding: each answer must end with the text its masks are decoded from.
         stop = {tokenizer.pad_token_id, tokenizer.eos_token_id, *_as_list(self.generation_config.eos_token_id)}
-        keep = [i for i in answer.tolist() if i not in stop]
-        seg_emitted = self.seg_token_id in keep
-        if not seg_emitted:
-            text = tokenizer.decode(keep, skip_special_tokens=True)
-            suffix = (" " if text and not text.endswith(" ") else "") + ANSWER_SUFFIX
-            keep += tokenizer(suffix, add_special_tokens=False)["input_ids"]
-        answer_ids = torch.tensor([keep], dtype=torch.long, device=inputs["input_ids"].device)
-        sequences = torch.cat([inputs["input_ids"], answer_ids], dim=1)
+        answers, emitted = [], []
+        for row in generated[:, prompt_length:].tolist():
+            keep = [i for i in row if i not in stop]
+            emitted.append(self.seg_token_id in keep)
+            if not emitted[-1]:
+                text = tokenizer.decode(keep, skip_special_tokens=True)
+                suffix = (" " if text and not text.endswith(" ") else "") + ANSWER_SUFFIX
+                keep += tokenizer(suffix, add_special_tokens=False)["input_ids"]
+            answers.append(keep)
+        sequences, attention_mask = _left_padded_with_answers(
+            inputs["input_ids"], inputs["attention_mask"], answers, tokenizer.pad_token_id
+        )
         forward_inputs = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
-        attention_mask = torch.ones_like(sequences)
         # The backbone gives the final-layer states without computing the full-vocabulary logits.
         hidden = self.get_backbone()(input_ids=sequences, attention_mask=attention_mask, **forward_inputs)
         seg, _ = self.seg_embeddings(hidden.last_hidden_state, sequences, attention_mask)
-        sam_frames = preprocess_frames(frames, self.config.sam_image_size)
+        sam_frames = [preprocess_frames(frames, self.config.sam_image_size) for frames, _, _ in clips]
         masks = self.predict_masks(
             seg,
-            pixel_values=sam_frames.pixel_values[None].to(seg.device),
-            input_sizes=sam_frames.input_size,
-            original_sizes=sam_frames.original_size,
-        )[0]
-        text = tokenizer.decode(keep, skip_special_tokens=True)
-        return SegmentationOutput(text=text, mask_logits=masks, seg_emitted=seg_emitted, sequences=sequences)
+            pixel_values=torch.stack([f.pixel_values for f in sam_frames]).to(seg.device),
+            input_sizes=[f.input_size for f in sam_frames],
+            original_sizes=[f.original_size for f in sam_frames],
+        )
+        return [
+            SegmentationOutput(
+                text=tokenizer.decode(answer, skip_special_tokens=True),
+                mask_logits=mask,
+                seg_emitted=seg_emitted,
+                sequences=row[row_mask.bool()][None],
+            )
+            for answer, mask, seg_emitted, row, row_mask in zip(answers, masks, emitted, sequences, attention_mask)
+        ]
 
     def prepare_inputs(self, processor, frames, audio, expression: str, sampling_rate: int = 16000) -> dict:
         """Processor inputs of one clip's prompt (the package's single prompt template, `text.build_prompt`)."""
-        messages = build_prompt(expression, num_frames=len(frames), with_audio=audio is not None)
-        kwargs = {}
-        if self.config.frames_as_video:
-            # One video block instead of T image blocks; needs the torchvision-backed video processor.
-            if getattr(processor, "video_processor", None) is None:
-                raise ValueError(
-                    "config.frames_as_video needs a processor with a video processor, which needs torchvision; "
-                    "load it with load_processor() in an environment where torchvision imports, or set "
-                    "frames_as_video=False to feed the frames as images"
-                )
-            messages[-1]["content"] = [b for b in messages[-1]["content"] if b["type"] != "image"]
-            messages[-1]["content"].insert(1 if audio is not None else 0, {"type": "video"})
-            kwargs["videos"] = [list(frames)]
-        else:
-            kwargs["images"] = list(frames)
-        if audio is not None:
-            kwargs["audio"] = [audio]
-            kwargs["sampling_rate"] = sampling_rate
-        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        inputs = processor(text=[text], return_tensors="pt", **kwargs)
+        return self.prepare_batch_inputs(processor, [(frames, audio, expression)], sampling_rate)
+
+    def prepare_batch_inputs(self, processor, clips: Sequence[tuple], sampling_rate: int = 16000) -> dict:
+        """Processor inputs of several clips' prompts, left-padded for generation."""
+        texts, kwargs = [], {}
+        for frames, audio, expression in clips:
+            messages = build_prompt(expression, num_frames=len(frames), with_audio=audio is not None)
+            if self.config.frames_as_video:
+                # One video block instead of T image blocks; needs the torchvision-backed video processor.
+                if getattr(processor, "video_processor", None) is None:
+                    raise ValueError(
+                        "config.frames_as_video needs a processor with a video processor, which needs torchvision; "
+                        "load it with load_processor() in an environment where torchvision imports, or set "
+                        "frames_as_video=False to feed the frames as images"
+                    )
+                messages[-1]["content"] = [b for b in messages[-1]["content"] if b["type"] != "image"]
+                messages[-1]["content"].insert(1 if audio is not None else 0, {"type": "video"})
+                kwargs.setdefault("videos", []).append(list(frames))
+            else:
+                kwargs.setdefault("images", []).extend(frames)
+            if audio is not None:
+                kwargs.setdefault("audio", []).append(audio)
+                kwargs["sampling_rate"] = sampling_rate
+            texts.append(processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+        side = processor.tokenizer.padding_side
+        processor.tokenizer.padding_side = "left"  # generation appends on the right
+        try:
+            inputs = processor(text=texts, return_tensors="pt", padding=True, **kwargs)
+        finally:
+            processor.tokenizer.padding_side = side
         return {k: v.to(self.device) if hasattr(v, "to") else v for k, v in inputs.items()}
 
     # ----- building from a base checkpoint -----
@@ -429,6 +475,24 @@ def _as_list(value) -> list:
     if value is None:
         return []
     return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _left_padded_with_answers(
+    input_ids: torch.LongTensor, attention_mask: torch.Tensor, answers: list[list[int]], pad_id: int
+) -> tuple[torch.LongTensor, torch.LongTensor]:
+    """Each row's attended prompt tokens followed by its answer, left-padded again into one batch (so the last
+    position of every row is its answer's last token, as in training)."""
+    rows = [
+        torch.cat([ids[mask.bool()], torch.tensor(answer, dtype=ids.dtype, device=ids.device)])
+        for ids, mask, answer in zip(input_ids, attention_mask, answers)
+    ]
+    length = max(len(r) for r in rows)
+    sequences = input_ids.new_full((len(rows), length), pad_id)
+    mask = torch.zeros_like(sequences)
+    for b, row in enumerate(rows):
+        sequences[b, length - len(row) :] = row
+        mask[b, length - len(row) :] = 1
+    return sequences, mask
 
 
 class AuroraForSegmentation(AuroraSegmentationMixin, Qwen2_5OmniThinkerForConditionalGeneration):
