@@ -7,6 +7,9 @@
     aurora-trl tiny         --out DIR                                       tiny random model, built offline
     aurora-trl train        RECIPE [--option value ...]                     a training recipe, through accelerate
     aurora-trl eval         --model DIR --data DIR --out DIR                the benchmark's numbers, report, overlays
+    aurora-trl quickstart   [--out DIR] [--steps-scale F]                  every stage on the tiny model, with a table
+    aurora-trl predict      --model DIR --frames DIR --expression T --out D   one clip: reasoning, masks, overlays
+    aurora-trl demo         --model DIR [--host H] [--port P] [--share]     a web page: upload a clip, see its masks
 
 Each sub-command's parser is declared by the module that implements it (`add_arguments(parser)` + `run(args)`),
 and that module is imported only when its command runs, so `aurora-trl --help` stays fast.
@@ -29,6 +32,9 @@ COMMANDS = {
         "run a training recipe with accelerate (its `accelerate:` block sets the flags)",
     ),
     ("eval",): ("aurora_trl.evaluate", "Ref-AVS metrics (J, F, null S) of a model, with a report and overlays"),
+    ("quickstart",): ("aurora_trl.quickstart", "synthetic data -> 4 tiny stages -> eval table and curves, on a CPU"),
+    ("predict",): ("aurora_trl.predict", "reasoning, masks and overlays for one clip (frames or a video, audio)"),
+    ("demo",): ("aurora_trl.demo", "serve a web page (Gradio) to segment an uploaded clip with a model"),
 }
 
 
