@@ -12,12 +12,14 @@ Options: [`AuroraGRPOScriptArguments`] (data set, SAM, reward names), [`AuroraGR
 import importlib
 from dataclasses import dataclass, field
 
+from transformers import set_seed
 from trl import ModelConfig, TrlParser
 
 from aurora_trl.rewards import REWARD_FUNCS
 from aurora_trl.script_utils import AuroraScriptArguments, finish_run, prepare_run
 from aurora_trl.trainers.grpo_config import AuroraGRPOConfig
 from aurora_trl.trainers.grpo_trainer import AURORA_REWARDS, AuroraGRPOTrainer
+from aurora_trl.trainers.resume import resume_checkpoint
 
 
 @dataclass
@@ -48,6 +50,7 @@ def reward_functions(names: list[str]) -> list:
 def main(
     script_args: AuroraGRPOScriptArguments, training_args: AuroraGRPOConfig, model_args: ModelConfig, callbacks=None
 ):
+    set_seed(training_args.seed)  # prepare_run draws LoRA's A matrices, before the Trainer seeds
     train, evaluation, model, processor = prepare_run(script_args, training_args, model_args)
     trainer = AuroraGRPOTrainer(
         model=model,
@@ -58,7 +61,7 @@ def main(
         processing_class=processor,
         callbacks=callbacks,
     )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))  # never a half-written one
     finish_run(trainer, processor, script_args, training_args, "grpo")
     return trainer
 

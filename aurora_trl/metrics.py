@@ -26,11 +26,28 @@ REFAVS_J_THRESHOLD = 0.4
 NULL_S_THRESHOLD = 0.5
 
 
-def _check(logits: torch.Tensor, target: torch.Tensor | None = None) -> None:
+# A finite stand-in for +-inf logits before bilinear resizing: interpolating +inf with -inf gives NaN, while any
+# finite logit of this size already means a sigmoid of exactly 0 or 1.
+_RESIZE_LIMIT = 1e30
+
+
+def _check(logits: torch.Tensor, target: torch.Tensor | None = None, allow_nan: bool = False) -> None:
+    """Shapes must match and hold pixels, and the ground truth must be a mask.
+
+    NaN logits are refused unless `allow_nan`: `sigmoid(NaN) > t` is False, so a NaN frame would otherwise score as
+    "predicts nothing" (1.0 on a frame with an empty ground truth), a plausible number from a broken model. +-inf
+    are valid logits: certain foreground / background.
+    """
     if logits.dim() != 3:
         raise ValueError(f"logits must be (frames, H, W), got shape {tuple(logits.shape)}")
     if target is not None and target.shape != logits.shape:
         raise ValueError(f"ground truth shape {tuple(target.shape)} differs from logits shape {tuple(logits.shape)}")
+    if logits.numel() == 0:
+        raise ValueError(f"logits are empty: shape {tuple(logits.shape)}")
+    if not allow_nan and torch.isnan(logits.detach()).any():
+        raise ValueError(f"logits contain NaN (shape {tuple(logits.shape)})")
+    if target is not None and target.dtype.is_floating_point and torch.isnan(target.detach()).any():
+        raise ValueError(f"ground truth contains NaN (shape {tuple(target.shape)})")
 
 
 def _binary(target: torch.Tensor) -> torch.Tensor:
@@ -38,8 +55,13 @@ def _binary(target: torch.Tensor) -> torch.Tensor:
 
 
 def frame_iou(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.5, eps: float = 1e-7) -> torch.Tensor:
-    """Per-frame IoU `(T,)` of mask logits `(T, H, W)` against a binary ground truth of the same shape."""
-    _check(logits, target)
+    """Per-frame IoU `(T,)` of mask logits `(T, H, W)` against a binary ground truth of the same shape.
+
+    A frame whose logits hold a NaN scores NaN. Training calls this (the GRPO IoU reward, the SFT `mask/iou` log):
+    there a NaN mask in one step (e.g. an fp16 overflow the grad scaler skips) must not stop the run, and the
+    reward reads a NaN IoU as "not applicable". The benchmark metrics refuse NaN logits instead.
+    """
+    _check(logits, target, allow_nan=True)
     pred = (logits.detach().float().sigmoid() > threshold).flatten(1)
     gt = _binary(target.detach()).flatten(1)
     has_target = gt.any(1)
@@ -48,16 +70,21 @@ def frame_iou(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.5
     true_negative = (~pred & ~gt).sum(1)
     numerator = torch.where(has_target, intersection, true_negative).float()
     denominator = torch.where(has_target, union, torch.full_like(union, gt.shape[1])).float()
-    return numerator / (denominator + eps)
+    iou = numerator / (denominator + eps)
+    return torch.where(torch.isnan(logits.detach()).flatten(1).any(1), torch.nan, iou)
 
 
 def clip_iou(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> float:
-    """Mean over the frames of a clip of [`frame_iou`] (AURORA's IoU reward: threshold 0.5)."""
+    """Mean over the frames of a clip of [`frame_iou`] (AURORA's IoU reward: threshold 0.5); NaN when any frame's
+    logits hold a NaN (see [`frame_iou`])."""
     return frame_iou(logits, target, threshold).mean().item()
 
 
 def mask_iou(logits: torch.Tensor, target: torch.Tensor, threshold: float = REFAVS_J_THRESHOLD) -> float:
-    """The benchmark's J of one batch of frames `(N, H, W)`: mean per-frame IoU at `threshold`."""
+    """The benchmark's J of one batch of frames `(N, H, W)`: mean per-frame IoU at `threshold`.
+
+    Raises `ValueError` for NaN logits (see `_check`)."""
+    _check(logits, target)
     return frame_iou(logits, target, threshold).mean().item()
 
 
@@ -72,7 +99,7 @@ def f_measure(
 
     All thresholds at once: each pixel's score is bucketed by how many thresholds it reaches, and suffix sums of
     the per-frame bucket counts give the predicted positives and true positives at every threshold.
-    `apply_sigmoid=False` scores raw logits, as AURORA's own evaluation does.
+    `apply_sigmoid=False` scores raw logits, as AURORA's own evaluation does. Raises `ValueError` for NaN logits.
     """
     _check(logits, target)
     gt = _binary(target.detach()).flatten(1)
@@ -98,7 +125,9 @@ def f_measure(
 
 
 def null_s(logits: torch.Tensor, threshold: float = NULL_S_THRESHOLD) -> float:
-    """The benchmark's S of one batch of frames: sqrt of the share of pixels predicted as foreground."""
+    """The benchmark's S of one batch of frames: sqrt of the share of pixels predicted as foreground.
+
+    Raises `ValueError` for NaN logits (see `_check`)."""
     _check(logits)
     return math.sqrt((logits.detach().float().sigmoid() > threshold).float().mean().item())
 
@@ -115,6 +144,8 @@ def evaluate_clips(
     """
     if len(logits) != len(targets):
         raise ValueError(f"{len(logits)} predicted clips for {len(targets)} ground-truth clips")
+    if not logits:
+        raise ValueError("no clips to score")  # a mean over nothing would be a silent NaN
     if protocol not in ("refavs", "aurora"):
         raise ValueError(f"protocol must be 'refavs' or 'aurora', got {protocol!r}")
     for clip_logits, clip_target in zip(logits, targets):
@@ -135,7 +166,8 @@ def evaluate_clips(
 
 
 def _resize(x: torch.Tensor, mode: str) -> torch.Tensor:
-    return F.interpolate(x.float()[None], size=(REFAVS_SIZE, REFAVS_SIZE), mode=mode, align_corners=False)[0]
+    x = x.float().clamp(-_RESIZE_LIMIT, _RESIZE_LIMIT)
+    return F.interpolate(x[None], size=(REFAVS_SIZE, REFAVS_SIZE), mode=mode, align_corners=False)[0]
 
 
 def _mean(values: list[float]) -> float:

@@ -17,15 +17,35 @@ _END_OF_TURN = re.compile(r"(?:\s*(?:<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|<
 
 
 def completion_text(completion) -> str:
-    """The text of a completion given as a string or as a conversation (its last message's content)."""
+    """The text of a completion given as a string or as a conversation (its last message's content).
+
+    Anything that is not text (a non-string content or block text, a malformed message) reads as "": a reward
+    function must score every completion a policy can produce, not stop the run on one odd sample.
+    """
     if isinstance(completion, str):
         return completion
     if isinstance(completion, list) and completion:
         content = completion[-1].get("content", "") if isinstance(completion[-1], dict) else ""
         if isinstance(content, list):  # content blocks
-            return "".join(b.get("text") or "" for b in content if isinstance(b, dict))
-        return content or ""
+            return "".join(_text(b.get("text")) for b in content if isinstance(b, dict))
+        return _text(content)
     return ""
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _per_completion(values, completions, name: str) -> list:
+    """A data-set column as one value per completion; a scalar applies to all.
+
+    A column of another length would pair rewards with the wrong completions (zip stops silently), so it raises.
+    """
+    if not isinstance(values, (list, tuple)):
+        return [values] * len(completions)
+    if len(values) != len(completions):
+        raise ValueError(f"{name} has {len(values)} values for {len(completions)} completions")
+    return list(values)
 
 
 def answer_text(completion) -> str:
@@ -50,12 +70,12 @@ def class_reward(completions, class_name=None, **kwargs) -> list[float | None]:
 
     The last such phrase counts; names are compared after normalisation (case, quotes, a leading article, and
     spaces, underscores and hyphens alike). For null rows "null", "none", "nothing" and "no object" name the class.
-    `None` for a row without a class.
+    `None` for a row without a class (`class_name` absent, None or not a string). A `class_name` list of another
+    length than `completions` raises `ValueError`.
     """
-    classes = class_name if isinstance(class_name, list) else [class_name] * len(completions)
     rewards = []
-    for completion, truth in zip(completions, classes):
-        if truth is None:
+    for completion, truth in zip(completions, _per_completion(class_name, completions, "class_name")):
+        if not isinstance(truth, str):  # None, or a missing value read as NaN from a pandas-backed column
             rewards.append(None)
             continue
         named = parse_answer_class(answer_text(completion))
@@ -70,11 +90,27 @@ def reasoning_reward(completions, **kwargs) -> list[float]:
 
 def iou_reward(completions, iou=None, **kwargs) -> list[float | None]:
     """The mask IoU the trainer computed for each completion (`aurora_trl.metrics.clip_iou`, threshold 0.5:
-    mean over frames, an empty ground-truth frame scoring its true-negative share). `None` when not computed."""
+    mean over frames, an empty ground-truth frame scoring its true-negative share), in [0, 1].
+
+    `None` when not computed, and for a value that is not an IoU (not a number, non-finite, outside [0, 1]): masks
+    that went NaN must not reach the advantages, so such a value counts as not applicable. An `iou` list of another
+    length than `completions` raises `ValueError`.
+    """
     if iou is None:
         return [None] * len(completions)
-    # A non-finite IoU (masks that went NaN) must not reach the advantages: it counts as not applicable.
-    return [float(v) if v is not None and math.isfinite(v) else None for v in iou]
+    if hasattr(iou, "tolist"):  # a tensor or array column
+        iou = iou.tolist()
+    return [_as_iou(v) for v in _per_completion(iou, completions, "iou")]
+
+
+def _as_iou(value) -> float | None:
+    if isinstance(value, (str, bytes)):
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) and 0.0 <= value <= 1.0 else None
 
 
 REWARD_FUNCS = {

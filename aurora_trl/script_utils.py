@@ -6,6 +6,7 @@ model_args)` + `make_parser()`, and call these.
 
 import copy
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,8 +46,12 @@ def load_data(script_args: AuroraScriptArguments):
     return load_dataset(script_args.dataset_name, script_args.dataset_config)
 
 
-def load_model(script_args: AuroraScriptArguments, model_args: ModelConfig):
-    """An AURORA checkpoint as it is, or a base Omni checkpoint extended with `[SEG]`, the projector and SAM."""
+def load_model(script_args: AuroraScriptArguments, model_args: ModelConfig, trust_remote_code: bool = False):
+    """An AURORA checkpoint as it is, or a base Omni checkpoint extended with `[SEG]`, the projector and SAM.
+
+    `trust_remote_code` (the training config's, False unless a recipe turns it on) is passed explicitly: left at
+    None, transformers would ask on the terminal whether to run a checkpoint's own code.
+    """
     from transformers import AutoConfig
 
     path = model_args.model_name_or_path
@@ -56,11 +61,13 @@ def load_model(script_args: AuroraScriptArguments, model_args: ModelConfig):
         # Only the LLM is quantised: SAM, the projector, the towers and the LM head stay in full precision.
         quantization.llm_int8_skip_modules = list(QUANTIZATION_SKIP)
         kwargs.update(quantization_config=quantization, device_map={"": str(PartialState().device)})
-    if AutoConfig.from_pretrained(path).model_type == AuroraForSegmentation.config_class.model_type:
-        return AuroraForSegmentation.from_pretrained(path, **kwargs), load_processor(path)
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    processor = load_processor(path, trust_remote_code=trust_remote_code)
+    if config.model_type == AuroraForSegmentation.config_class.model_type:
+        return AuroraForSegmentation.from_pretrained(path, **kwargs), processor
     overrides = {"sam_image_size": script_args.sam_image_size} if script_args.sam_image_size else None
     return AuroraForSegmentation.from_base(
-        path, sam_checkpoint=script_args.sam_checkpoint, config_overrides=overrides, **kwargs
+        path, processor, sam_checkpoint=script_args.sam_checkpoint, config_overrides=overrides, **kwargs
     )
 
 
@@ -78,14 +85,45 @@ def training_policy(model_args: ModelConfig) -> TrainingPolicy:
     )
 
 
+class OutputDirError(ValueError):
+    """`output_dir` cannot hold the run's files."""
+
+
+def check_output_dir(output_dir: str | os.PathLike) -> None:
+    """Raise `OutputDirError` unless `output_dir` is (or can be made) a folder this process can write in.
+
+    Why here: the Trainer creates `output_dir` when it is built, after the data and the model are loaded, and an
+    existing read-only folder passes that; the first checkpoint would then fail after `save_steps` of training.
+    The probe writes and removes one small file.
+    """
+    path = Path(output_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        raise OutputDirError(f"output_dir {path} is not writable: it is an existing file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".aurora-write-test-") as probe:
+            probe.write(b"ok")
+            probe.flush()
+    except OSError as err:
+        reason = err.strerror or str(err)
+        if isinstance(err, (FileExistsError, NotADirectoryError)):
+            reason += " (a parent of it is a file)"
+        raise OutputDirError(f"output_dir {path} is not writable: {reason}") from None
+
+
 def prepare_run(script_args: AuroraScriptArguments, training_args, model_args: ModelConfig):
-    """`(train split, eval split or None, model with AURORA's training policy applied, processor)` of a run."""
+    """`(train split, eval split or None, model with AURORA's training policy applied, processor)` of a run.
+
+    Checks first that `output_dir` is writable: a clear error now rather than a lost run at the first save.
+    """
+    if training_args.should_save:  # the process that writes checkpoints
+        check_output_dir(training_args.output_dir)
     dataset = load_data(script_args)
     train = dataset[script_args.dataset_train_split]
     if script_args.max_train_samples:
         train = train.select(range(min(script_args.max_train_samples, len(train))))
     evaluate = training_args.eval_strategy != "no" and script_args.dataset_test_split in dataset
-    model, processor = load_model(script_args, model_args)
+    model, processor = load_model(script_args, model_args, getattr(training_args, "trust_remote_code", False))
     model = apply_training_policy(model, training_policy(model_args))
     return train, dataset[script_args.dataset_test_split] if evaluate else None, model, processor
 

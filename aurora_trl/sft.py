@@ -10,9 +10,11 @@ Options come from three dataclasses, as in TRL's own scripts: [`AuroraScriptArgu
 flags override the recipe.
 """
 
+from transformers import set_seed
 from trl import ModelConfig, TrlParser
 
 from aurora_trl.script_utils import AuroraScriptArguments, finish_run, prepare_run
+from aurora_trl.trainers.resume import resume_checkpoint
 from aurora_trl.trainers.sft_config import AuroraSFTConfig
 from aurora_trl.trainers.sft_trainer import AuroraSFTTrainer
 
@@ -21,6 +23,7 @@ STAGE_NAMES = {"direct": "Stage 0: direct-answer teacher", "reasoning": "sft", "
 
 
 def main(script_args: AuroraScriptArguments, training_args: AuroraSFTConfig, model_args: ModelConfig, callbacks=None):
+    set_seed(training_args.seed)  # prepare_run draws LoRA's A matrices, before the Trainer seeds
     train, evaluation, model, processor = prepare_run(script_args, training_args, model_args)
     trainer = AuroraSFTTrainer(
         model=model,
@@ -30,7 +33,7 @@ def main(script_args: AuroraScriptArguments, training_args: AuroraSFTConfig, mod
         processing_class=processor,
         callbacks=callbacks,
     )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))  # never a half-written one
     finish_run(trainer, processor, script_args, training_args, STAGE_NAMES[training_args.sft_target])
     return trainer
 

@@ -57,21 +57,34 @@ def read_metadata(path: str | Path) -> tuple[list[Row], list[dict]]:
     Raises `MetadataError` when a required column is missing. Row-level problems (unknown split, bad fid, a uid
     without a class, non-UTF-8 text, error-text expressions, duplicate uids) are returned as skips; for a
     duplicated uid the first occurrence is kept, because the file gives no way to tell which copy is right.
+
+    Each line is one record, as in Ref-AVS (whose expressions hold no line breaks): parsed as one CSV stream, a
+    stray `"` at the start of a field would swallow every later line into that field, and those rows would vanish
+    from both the data set and the skip report. A UTF-8 byte-order mark (spreadsheet exports) is ignored.
     """
     path = Path(path)
     if not path.is_file():
         raise MetadataError(f"metadata file not found: {path}")
     # surrogateescape keeps undecodable bytes as lone surrogates, so one bad row does not sink the whole file.
-    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
-        reader = csv.DictReader(f)
-        header = [h.strip() for h in (reader.fieldnames or [])]
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
+        lines = enumerate(f, start=1)
+        _, first = next(lines, (0, ""))
+        header = [h.strip() for h in next(csv.reader([first]), [])]
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
         if missing:
             raise MetadataError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(header) or 'none'}")
-        reader.fieldnames = header
         rows, skipped, first_seen = [], [], {}
-        for record in reader:
-            line = reader.line_num
+        for line, text in lines:
+            try:
+                fields = next(csv.reader([text]), None)
+            except csv.Error as err:  # e.g. a field over csv.field_size_limit()
+                skipped.append({"uid": "", "split": "", "line": line, "reason": f"unreadable line: {err}"})
+                continue
+            if not fields:  # a blank line, skipped as csv.DictReader does
+                continue
+            record = dict(zip(header, fields))
+            if len(fields) > len(header):
+                record[None] = fields[len(header) :]  # as csv.DictReader files surplus fields
             uid = (record.get("uid") or "").strip()
             split = (record.get("split") or "").strip()
             try:
@@ -104,6 +117,8 @@ def _parse_record(record: dict, line: int) -> Row:
         raise BadRow(f"unknown split {values['split']!r}")
     if not values["vid"]:
         raise BadRow("empty vid")
+    if not is_folder_name(values["vid"]):  # "../x" or "/x" would read media from outside the Ref-AVS folder
+        raise BadRow(f"vid {values['vid']!r} is not a folder name")
     try:
         class_name = class_from_uid(values["uid"])
     except ValueError as err:
@@ -122,6 +137,11 @@ def _parse_record(record: dict, line: int) -> Row:
     return Row(values["vid"], values["uid"], values["split"], fid, expression, class_name, line)
 
 
+def is_folder_name(name: str) -> bool:
+    """True for a single path component: no separator, not `.` or `..`, no NUL (which the OS refuses)."""
+    return name not in ("", ".", "..") and not any(c in name for c in "/\\\x00")
+
+
 def has_surrogates(text: str) -> bool:
     """True when `text` was decoded with surrogateescape from bytes that are not UTF-8."""
     return any("\udc80" <= ch <= "\udcff" for ch in text)
@@ -137,7 +157,7 @@ def media_dir(root: Path, row: Row) -> Path:
     """The clip's media folder. Null rows may live under the plain vid (AURORA) or under the uid-derived id
     `null_c-<vid>` / `null_m-<vid>` (the official loader); the first that exists is used."""
     candidates = [root / "media" / row.vid]
-    if media_id_from_uid(row.uid) != row.vid:
+    if media_id_from_uid(row.uid) != row.vid and is_folder_name(media_id_from_uid(row.uid)):
         candidates.append(root / "media" / media_id_from_uid(row.uid))
     for candidate in candidates:
         if candidate.is_dir():
@@ -146,8 +166,10 @@ def media_dir(root: Path, row: Row) -> Path:
 
 
 def numbered_files(folder: Path, suffix: str) -> list[Path]:
-    """Files `<int><suffix>` of a folder, sorted by their integer name (`10.jpg` after `9.jpg`)."""
-    files = [p for p in folder.glob(f"*{suffix}") if p.stem.isdigit()]
+    """Files `<int><suffix>` of a folder, sorted by their integer name (`10.jpg` after `9.jpg`).
+
+    Only ASCII digits count: `str.isdigit` also accepts `²`, which `int` refuses."""
+    files = [p for p in folder.glob(f"*{suffix}") if p.stem.isascii() and p.stem.isdigit()]
     return sorted(files, key=lambda p: int(p.stem))
 
 
@@ -158,7 +180,10 @@ def read_frames(folder: Path, num_frames: int = NUM_FRAMES) -> tuple[list[bytes]
         raise BadRow(f"expected {num_frames} frames in {folder.name}/, found {len(files)}")
     data, sizes = [], []
     for file in files:
-        raw = file.read_bytes()
+        try:
+            raw = file.read_bytes()
+        except OSError as err:  # a folder named like a frame, no permission, an I/O error
+            raise BadRow(f"unreadable frame {file.name}: {_short(err)}") from None
         sizes.append(_decode_size(raw, f"frame {file.name}"))
         data.append(raw)
     return data, sizes

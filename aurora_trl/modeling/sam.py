@@ -20,6 +20,8 @@
 
 import importlib
 import importlib.util
+import pickle
+import re
 import sys
 import types
 from dataclasses import dataclass
@@ -208,10 +210,20 @@ def sam_state_dict_for_size(state_dict: dict[str, torch.Tensor], image_size: int
 def load_sam_checkpoint(sam: nn.Module, path: str, strict: bool = True) -> nn.Module:
     """Load an official SAM `.pth` (vit_b, vit_l or vit_h) into `sam`, interpolating positions to its input size.
 
-    Uses `torch.load(weights_only=True)`: the official files hold a plain state dict, so no pickled code runs.
-    `pixel_mean`/`pixel_std` are not in those files (non-persistent); they keep the values set at construction.
+    Uses `torch.load(weights_only=True)`: the official files hold a plain state dict, so no pickled code runs. A
+    file that holds anything else (a pickled function call, arbitrary objects) raises `ValueError` before any of
+    it runs. `pixel_mean`/`pixel_std` are not in those files (non-persistent); they keep the values set at
+    construction.
     """
-    state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's message is a page long and suggests allow-listing the offending global; name it and refuse.
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        reason = f"it refers to {found.group(1)}" if found else str(err).splitlines()[0]
+        raise ValueError(
+            f"{path} is not a plain SAM state dict (only tensors are accepted), not loaded: {reason}"
+        ) from None
     state_dict = sam_state_dict_for_size(
         state_dict, sam.image_encoder.img_size, sam.image_encoder.patch_embed.proj.stride[0]
     )

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, field
 
+from transformers import TrainingArguments
 from trl import GRPOConfig
 
 
@@ -33,3 +34,7 @@ class AuroraGRPOConfig(GRPOConfig):
     sam_cache_dir: str | None = field(
         default=None, metadata={"help": "On-disk SAM image-embedding cache folder (default: memory only)."}
     )
+
+    # The dataclass repr TRL's config gets shows `hub_token` in clear (in `{args!r}`, a list of configs, a
+    # traceback); TrainingArguments' own masks every `*_token` field.
+    __repr__ = TrainingArguments.__str__

@@ -31,6 +31,7 @@ from aurora_trl.modeling.embedding_cache import SamEmbeddingCache
 from aurora_trl.modeling.modeling_aurora import multimodal_token_ids
 from aurora_trl.modeling.sam import preprocess_frames
 from aurora_trl.rewards import REWARD_FUNCS
+from aurora_trl.trainers.checkpointing import SafeSavingMixin
 from aurora_trl.trainers.collator import SAMPLING_RATE, decode_audio, mask_tensor
 from aurora_trl.trainers.grpo_config import AuroraGRPOConfig
 from aurora_trl.trainers.utils import aurora_model, backbone_hidden_state
@@ -60,7 +61,7 @@ def with_audio(prompt: list[dict], waveform) -> list[dict]:
     return out
 
 
-class AuroraGRPOTrainer(GRPOTrainer):
+class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
     """[`~trl.GRPOTrainer`] for AURORA's Stage 3.
 
     Args:

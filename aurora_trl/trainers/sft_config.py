@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, field
 
+from transformers import TrainingArguments
 from trl import SFTConfig
 
 from aurora_trl.trainers.collator import TARGETS
@@ -60,6 +61,10 @@ class AuroraSFTConfig(SFTConfig):
             "(the adapter-disabled policy under LoRA, else a frozen copy)."
         },
     )
+
+    # The dataclass repr TRL's config gets shows `hub_token` in clear (in `{args!r}`, a list of configs, a
+    # traceback); TrainingArguments' own masks every `*_token` field.
+    __repr__ = TrainingArguments.__str__
 
     def __post_init__(self):
         super().__post_init__()

@@ -15,6 +15,7 @@ from trl import SFTTrainer
 from aurora_trl.losses import clip_mask_losses, seg_distill_loss
 from aurora_trl.metrics import frame_iou
 from aurora_trl.modeling import AuroraForSegmentation
+from aurora_trl.trainers.checkpointing import SafeSavingMixin
 from aurora_trl.trainers.collator import AuroraCollator
 from aurora_trl.trainers.sft_config import AuroraSFTConfig
 from aurora_trl.trainers.utils import aurora_model, backbone_hidden_state
@@ -48,7 +49,7 @@ def keep_rows_with_target(dataset, target: str, name: str):
     return kept
 
 
-class AuroraSFTTrainer(SFTTrainer):
+class AuroraSFTTrainer(SafeSavingMixin, SFTTrainer):
     """[`~trl.SFTTrainer`] for AURORA's supervised stages.
 
     Args:
