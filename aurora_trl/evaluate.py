@@ -77,39 +77,41 @@ def evaluate(
 
     Clips stream through in the protocol's scoring batches (4 clips, or 1 for AURORA's variant), so memory does not
     grow with the split: only each batch's scores and each clip's score are kept. The overlay clips are predicted
-    again at the end (greedy decoding gives the same masks). `batch_size` clips share a `generate`; it is rounded
-    up to a multiple of the scoring batch, so that scoring batches never straddle two generation batches.
+    again at the end (greedy decoding gives the same masks). `batch_size` clips share a `generate`, whatever the
+    scoring batch: predicted clips wait until their scoring batch is complete.
     """
     out.mkdir(parents=True, exist_ok=True)
     (out / "overlays").mkdir(exist_ok=True)
     batch = REFAVS_BATCH_CLIPS if protocol == "refavs" else 1
-    chunk = batch * max(1, -(-batch_size // batch))
+    batch_size = max(1, batch_size)
     metrics, batch_scores, rows_out = {"protocol": protocol}, {}, []
     for split in splits:
         rows = dataset[split] if limit is None else dataset[split].select(range(min(limit, len(dataset[split]))))
         if len(rows) == 0:
             continue
         null = split == "test_n"
-        batch_scores[split], ranked = [], []
+        batch_scores[split], ranked, pending = [], [], []  # pending: predicted clips waiting for a full scoring batch
         progress = tqdm(total=len(rows), desc=f"eval {split}", unit="clip")
-        for start in range(0, len(rows), chunk):
+        for start in range(0, len(rows), batch_size):
             results = predict_split(
-                model, processor, rows.select(range(start, min(start + chunk, len(rows)))), max_new_tokens
+                model, processor, rows.select(range(start, min(start + batch_size, len(rows)))), max_new_tokens
             )
             progress.update(len(results))
-            for first in range(0, len(results), batch):  # the protocol's scoring batches
-                scored = results[first : first + batch]
-                batch_scores[split].append(
-                    evaluate_clips(
-                        [r["logits"] for r in scored], [r["target"] for r in scored], null=null, protocol=protocol
-                    )
-                )
             for offset, r in enumerate(results):
                 scores = clip_scores(r, protocol)
                 rows_out.append(
                     {"uid": r["uid"], "split": split, "class": r["class_name"], **scores, "reasoning": r["text"]}
                 )
                 ranked.append((scores["J"] if not null else -scores["S"], start + offset))  # higher is better
+            pending += results
+            last = start + batch_size >= len(rows)
+            while len(pending) >= batch or (last and pending):  # the protocol's scoring batches
+                scored, pending = pending[:batch], pending[batch:]
+                batch_scores[split].append(
+                    evaluate_clips(
+                        [r["logits"] for r in scored], [r["target"] for r in scored], null=null, protocol=protocol
+                    )
+                )
         progress.close()
         metrics[split] = mean_of_batches(batch_scores[split])
         ranked.sort(reverse=True)

@@ -48,3 +48,47 @@ def test_eval_unknown_split_is_a_clear_error(synth_dataset, tmp_path, capsys):
         ["eval", "--model", "unused", "--data", str(synth_dataset), "--out", str(tmp_path), "--splits", "test_x"]
     )
     assert rc == 2 and "split(s) test_x not in" in capsys.readouterr().err
+
+
+def test_generation_batches_do_not_change_the_scores(tiny_aurora, synth_dataset, tmp_path, monkeypatch):
+    """`batch_size` clips per `generate`, whatever the protocol's scoring batch of 4: 1, 3 and 8 give the same numbers
+    (the scoring batches wait for their clips), and each `generate` sees `batch_size` clips."""
+    from datasets import load_from_disk
+
+    from aurora_trl.evaluate import evaluate
+
+    model, processor = tiny_aurora
+    dataset = load_from_disk(str(synth_dataset))
+    sizes, segment_batch = [], model.segment_batch
+
+    def counted(clips, *args, **kwargs):  # the real method; only the batch sizes are recorded
+        sizes.append(len(clips))
+        return segment_batch(clips, *args, **kwargs)
+
+    monkeypatch.setattr(model, "segment_batch", counted)
+    counts = [min(6, len(dataset[split])) for split in ("test_s", "test_n")]
+    results = {}
+    for batch_size in (1, 3, 8):
+        sizes.clear()
+        out = tmp_path / f"b{batch_size}"
+        metrics = evaluate(
+            model,
+            processor,
+            dataset,
+            ["test_s", "test_n"],
+            out,
+            max_new_tokens=4,
+            limit=6,
+            overlays=0,
+            batch_size=batch_size,
+        )
+        expected = [min(batch_size, n - start) for n in counts for start in range(0, n, batch_size)]
+        assert sizes == expected, (batch_size, sizes)
+        with open(out / "clips.csv", newline="") as f:
+            results[batch_size] = (metrics, [(r["uid"], r["J"], r["F"], r["S"]) for r in csv.DictReader(f)])
+    for batch_size in (3, 8):
+        assert results[batch_size][1] == results[1][1]
+        for split in ("test_s", "test_n"):
+            assert results[batch_size][0][split]["clips"] == results[1][0][split]["clips"]
+            for key, value in results[1][0][split].items():
+                assert abs(results[batch_size][0][split][key] - value) < 1e-5, (batch_size, split, key)
