@@ -1,15 +1,21 @@
 """AuroraGRPOTrainer on the tiny model: audio-visual rollouts, rewards and mask loss, aligned log-probs, bad input."""
 
+import json
 import math
 
 import pytest
 import torch
 from datasets import load_from_disk
 
+from aurora_trl.metrics import clip_iou
 from aurora_trl.modeling import AuroraForSegmentation, load_processor
 from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy
+from aurora_trl.modeling.sam import preprocess_frames
 from aurora_trl.rewards import format_reward, iou_reward
+from aurora_trl.text import ANSWER_SUFFIX
+from aurora_trl.trainers.collator import mask_tensor
 from aurora_trl.trainers.grpo_trainer import AuroraGRPOTrainer
+from aurora_trl.trainers.utils import aurora_model
 from tests.helpers import grpo_config
 
 
@@ -98,7 +104,8 @@ def test_vllm_is_refused_at_start_with_the_reason(tiny_aurora_dir, synth_dataset
 
 @pytest.mark.parametrize("seg_bias", [-100.0, 8.0], ids=["no_seg", "many_seg"])
 def test_odd_rollouts_and_none_rewards_keep_the_loss_finite(tiny_aurora_dir, synth_dataset, tmp_path, seg_bias):
-    """Rollouts with no [SEG] (masks from the fallback state) or many, and a reward that is None for some rows."""
+    """Rollouts with no [SEG] (masks from the appended `It is [SEG].`) or many, and a reward that is None for some
+    rows."""
 
     def sometimes_none(completions, **kwargs):
         return [None if i % 2 else 0.5 * (len(c) % 3) for i, c in enumerate(completions)]
@@ -117,6 +124,49 @@ def test_odd_rollouts_and_none_rewards_keep_the_loss_finite(tiny_aurora_dir, syn
     logged = trainer.state.log_history[0]
     assert all(math.isfinite(logged[k]) for k in ("loss", "reward", "mask/bce", "mask/dice", "iou/mean"))
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+    assert (logged["mask/seg_emitted"] == 0) == (seg_bias < 0), logged["mask/seg_emitted"]
+
+
+def test_rollouts_without_seg_are_scored_on_the_masks_inference_decodes(tiny_aurora_dir, synth_dataset, tmp_path):
+    """A completion without [SEG] is read as inference reads it (`It is [SEG].` appended): its IoU reward and the
+    state its mask loss uses are those of the appended [SEG], not of its last token."""
+    dataset = load_from_disk(str(synth_dataset))["train"]
+    seg = json.loads((tiny_aurora_dir / "config.json").read_text())["seg_token_id"]
+    trainer = make_trainer(tiny_aurora_dir, dataset, tmp_path, generation_kwargs={"sequence_bias": [[[seg], -100.0]]})
+    base, tokenizer = aurora_model(trainer.model), trainer.processing_class.tokenizer
+    row, group = dataset[0], 3
+    with torch.no_grad():
+        batch = trainer._generate_and_score_completions([row] * group)
+        completions = [c[m.bool()].tolist() for c, m in zip(batch["completion_ids"], batch["completion_mask"])]
+        rewards = trainer._rollout_ious(completions, "train")
+        states = trainer._answer_seg_states["train"]
+        sam = preprocess_frames([image.convert("RGB") for image in row["images"]], base.config.sam_image_size)
+        for i, completion in enumerate(completions):
+            assert seg not in completion
+            answer, emitted = base.mask_answer_ids(completion, tokenizer)
+            assert not emitted and tokenizer.decode(answer).endswith(ANSWER_SUFFIX)
+            prompt = batch["prompt_ids"][i][batch["prompt_mask"][i].bool()].tolist()
+            ids = torch.tensor([prompt + answer])
+            full = trainer.model(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                pixel_values=batch["pixel_values"].chunk(group)[i],
+                image_grid_thw=batch["image_grid_thw"].chunk(group)[i],
+                input_features=batch["input_features"][i : i + 1],
+                feature_attention_mask=batch["feature_attention_mask"][i : i + 1],
+                output_hidden_states=True,
+            )
+            at_seg = full.hidden_states[-1][0, len(prompt) + answer.index(seg)]
+            last_token = full.hidden_states[-1][0, len(prompt) + len(completion) - 1]
+            torch.testing.assert_close(states[i], at_seg, atol=1e-5, rtol=1e-5)
+            assert not torch.allclose(states[i], last_token, atol=1e-3)  # the old fallback would differ
+            masks = base.predict_masks(
+                base.seg_projector(at_seg[None]),
+                pixel_values=sam.pixel_values[None],
+                input_sizes=sam.input_size,
+                original_sizes=sam.original_size,
+            )[0]
+            assert rewards[i] == pytest.approx(clip_iou(masks, mask_tensor(row["masks"])), abs=1e-6)
 
 
 def test_qlora_4bit_grpo_step_through_the_script(tiny_aurora_dir, synth_dataset, tmp_path):

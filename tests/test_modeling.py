@@ -329,6 +329,34 @@ def test_segment_appends_answer_suffix_when_no_seg(tiny_aurora, tiny_clip):
     assert out.mask_logits.shape == (10, 48, 64) and torch.isfinite(out.mask_logits).all()
 
 
+def test_mask_answer_ids_reads_answers_as_inference_does(tiny_aurora):
+    model, processor = tiny_aurora
+    tokenizer, seg_id = processor.tokenizer, model.config.seg_token_id
+    words = tokenizer("The target is dog.", add_special_tokens=False)["input_ids"]
+    stop = [tokenizer.eos_token_id, tokenizer.pad_token_id]
+    # no [SEG]: end-of-turn and padding dropped, then the answer sentence appended
+    answer, emitted = model.mask_answer_ids(words + stop, tokenizer)
+    assert not emitted and answer[: len(words)] == words
+    assert tokenizer.decode(answer) == "The target is dog. " + ANSWER_SUFFIX
+    # with [SEG]: only the stop tokens go
+    with_seg = words + tokenizer(" It is [SEG].", add_special_tokens=False)["input_ids"]
+    assert seg_id in with_seg
+    assert model.mask_answer_ids(with_seg + stop, tokenizer) == (with_seg, True)
+
+
+def test_seg_embeddings_fallback_states_replace_rows_without_seg(tiny_aurora):
+    model, _ = tiny_aurora
+    seg_id, hidden_size = model.config.seg_token_id, model.config.text_config.hidden_size
+    input_ids = torch.tensor([[5, seg_id, 6], [5, 6, 7]])
+    hidden = torch.randn(2, 3, hidden_size)
+    fallback = torch.randn(2, hidden_size)
+    with torch.no_grad():
+        seg, found = model.seg_embeddings(hidden, input_ids, fallback_states=fallback)
+        expected = model.seg_projector(torch.stack([hidden[0, 1], fallback[1]]))
+    assert found.tolist() == [True, False]
+    torch.testing.assert_close(seg, expected)
+
+
 def test_segment_masks_come_from_the_emitted_seg_state(tiny_aurora, tiny_clip):
     model, processor = tiny_aurora
     frames, audio = tiny_clip

@@ -194,10 +194,14 @@ class AuroraSegmentationMixin:
         hidden_states: torch.Tensor | Sequence[torch.Tensor],
         input_ids: torch.LongTensor,
         attention_mask: torch.Tensor | None = None,
+        fallback_states: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.BoolTensor]:
         """Projected `[SEG]` embeddings `(B, sam_prompt_dim)` and the `found` flags (see
-        [`select_seg_hidden_states`] for which state is used)."""
+        [`select_seg_hidden_states`] for which state is used). `fallback_states` `(B, H)`, when given, replace the
+        states of the rows that hold no `[SEG]`."""
         states, found, _ = select_seg_hidden_states(hidden_states, input_ids, self.seg_token_id, attention_mask)
+        if fallback_states is not None:
+            states = torch.where(found[:, None], states, fallback_states.to(states))
         dtype = next(self.seg_projector.parameters()).dtype  # works under PEFT's ModulesToSaveWrapper too
         return self.seg_projector(states.to(dtype)), found
 
@@ -344,17 +348,8 @@ class AuroraSegmentationMixin:
             suppress_tokens=multimodal_token_ids(self.config),
             **generate_kwargs,
         )
-        # Drop end-of-turn and padding: each answer must end with the text its masks are decoded from.
-        stop = {tokenizer.pad_token_id, tokenizer.eos_token_id, *_as_list(self.generation_config.eos_token_id)}
-        answers, emitted = [], []
-        for row in generated[:, prompt_length:].tolist():
-            keep = [i for i in row if i not in stop]
-            emitted.append(self.seg_token_id in keep)
-            if not emitted[-1]:
-                text = tokenizer.decode(keep, skip_special_tokens=True)
-                suffix = (" " if text and not text.endswith(" ") else "") + ANSWER_SUFFIX
-                keep += tokenizer(suffix, add_special_tokens=False)["input_ids"]
-            answers.append(keep)
+        read = [self.mask_answer_ids(row, tokenizer) for row in generated[:, prompt_length:].tolist()]
+        answers, emitted = [answer for answer, _ in read], [seg_emitted for _, seg_emitted in read]
         sequences, attention_mask = _left_padded_with_answers(
             inputs["input_ids"], inputs["attention_mask"], answers, tokenizer.pad_token_id
         )
@@ -378,6 +373,22 @@ class AuroraSegmentationMixin:
             )
             for answer, mask, seg_emitted, row, row_mask in zip(answers, masks, emitted, sequences, attention_mask)
         ]
+
+    def mask_answer_ids(self, answer_ids: Sequence[int], tokenizer) -> tuple[list[int], bool]:
+        """The answer tokens the masks of a generated answer are decoded from, and whether the model emitted `[SEG]`.
+
+        End-of-turn and padding tokens are dropped (the answer must end with the text its masks come from), and an
+        answer without `[SEG]` gets `It is [SEG].` appended, as AURORA's inference does. Inference
+        ([`segment_batch`]) and the GRPO rollouts' IoU reward both read answers through this, so a rollout is
+        scored on the mask that inference would give it.
+        """
+        stop = {tokenizer.pad_token_id, tokenizer.eos_token_id, *_as_list(self.generation_config.eos_token_id)}
+        keep = [i for i in answer_ids if i not in stop]
+        if self.seg_token_id in keep:
+            return keep, True
+        text = tokenizer.decode(keep, skip_special_tokens=True)
+        suffix = (" " if text and not text.endswith(" ") else "") + ANSWER_SUFFIX
+        return keep + tokenizer(suffix, add_special_tokens=False)["input_ids"], False
 
     def prepare_inputs(self, processor, frames, audio, expression: str, sampling_rate: int = 16000) -> dict:
         """Processor inputs of one clip's prompt (the package's single prompt template, `text.build_prompt`)."""

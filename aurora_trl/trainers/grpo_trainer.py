@@ -8,13 +8,16 @@ a step meets them:
    the processor on the prompt text with images only; adds the audio features to the batch (first dimension =
    completions, so they are shuffled and split with it) and a `rollout_index` that finds each row's masks later.
 2. `_tokenize_prompts`: puts the waveform back into the prompt for generation (the processor expands `<|AUDIO|>`).
-3. `_calculate_rewards`: one no-grad backbone forward on prompt + completion gives each rollout's `[SEG]` state
-   (the package convention: the last `[SEG]`, else the last token), its masks and their IoU, written into the rows
-   as the `iou` column that `iou_reward` returns.
+3. `_calculate_rewards`: one no-grad backbone forward on prompt + answer gives each rollout's `[SEG]` state, its
+   masks and their IoU, written into the rows as the `iou` column that `iou_reward` returns. The answer is read as
+   inference reads it: a completion without `[SEG]` gets `It is [SEG].` appended, so its reward is the IoU of the
+   mask that inference would give it.
 4. `_get_per_token_logps_and_entropies`: passes the audio features to every forward (policy, old, reference) and
    keeps the backbone's last hidden state; one chunk per call keeps the audio rows aligned.
 5. `_compute_loss`: TRL's policy loss plus `(bce·BCE + dice·Dice) / accumulation steps` on the masks decoded from
-   the hidden states of that same policy forward.
+   the `[SEG]` states of that same policy forward. A rollout that wrote no `[SEG]` has none there: its masks are
+   decoded from the state the IoU forward found at its appended `[SEG]` (detached, so its mask loss trains the
+   projector and the decoder only); `mask/seg_emitted` logs the share of rollouts that wrote one.
 
 Log-probs are read on the processor-expanded sequence (the Omni processor expands the image and audio placeholders
 before tokenisation), so completion tokens are scored at their own positions, unlike AURORA's GRPO code.
@@ -28,7 +31,7 @@ from trl import GRPOTrainer
 from aurora_trl.losses import clip_mask_losses
 from aurora_trl.metrics import clip_iou
 from aurora_trl.modeling.embedding_cache import SamEmbeddingCache
-from aurora_trl.modeling.modeling_aurora import multimodal_token_ids
+from aurora_trl.modeling.modeling_aurora import multimodal_token_ids, select_seg_hidden_states
 from aurora_trl.modeling.sam import preprocess_frames
 from aurora_trl.rewards import REWARD_FUNCS
 from aurora_trl.trainers.checkpointing import SafeSavingMixin
@@ -122,6 +125,7 @@ class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
         self.sam_cache = SamEmbeddingCache(args.sam_cache_dir)
         self._rollouts = {"train": {}, "eval": {}}  # mode -> rollout index -> (clip id, gt masks, sizes)
         self._clips = {"train": {}, "eval": {}}  # mode -> clip id -> SAM image embeddings
+        self._answer_seg_states = {"train": None, "eval": None}  # mode -> (rollouts, H) states at the answers' [SEG]
         self._logps_audio = None  # audio features of the rows the next log-prob forward sees
 
     # ------------------------------------------------------------------------------------------ rollouts
@@ -176,14 +180,17 @@ class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
 
     @torch.no_grad()
     def _rollout_ious(self, completion_ids_list, mode: str) -> list[float]:
-        """IoU of each rollout's masks: `[SEG]` state from one backbone forward on prompt + completion."""
+        """IoU of each rollout's masks, as inference would decode them: `[SEG]` state from one backbone forward on
+        prompt + answer, where a completion without `[SEG]` gets `It is [SEG].` appended (`mask_answer_ids`)."""
         device = self.accelerator.device
         base = aurora_model(self.model)
-        pad = self.processing_class.tokenizer.pad_token_id
-        rows = [list(p) + list(c) for p, c in zip(self._prompt_ids, completion_ids_list)]
+        tokenizer = self.processing_class.tokenizer
+        pad = tokenizer.pad_token_id
+        answers = [base.mask_answer_ids(c, tokenizer)[0] for c in completion_ids_list]
+        rows = [list(p) + a for p, a in zip(self._prompt_ids, answers)]
         prompt_lengths = [len(p) for p in self._prompt_ids]
         longest_prompt = max(prompt_lengths)
-        length = longest_prompt + max(len(c) for c in completion_ids_list)
+        length = longest_prompt + max(len(a) for a in answers)
         # prompts left-padded, completions right-padded, as in TRL's batch
         input_ids = torch.full((len(rows), length), pad, dtype=torch.long, device=device)
         attention_mask = torch.zeros_like(input_ids)
@@ -194,6 +201,8 @@ class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
         # the processor's chat-template output holds arrays, not tensors
         fields = {k: torch.as_tensor(np.asarray(v)).to(device) for k, v in self._prompt_fields.items()}
         hidden = base.get_backbone()(input_ids=input_ids, attention_mask=attention_mask, **fields).last_hidden_state
+        states, _, _ = select_seg_hidden_states(hidden, input_ids, base.seg_token_id, attention_mask)
+        self._answer_seg_states[mode] = states  # the mask loss's state for rollouts that wrote no `[SEG]`
         seg, _ = base.seg_embeddings(hidden, input_ids, attention_mask)
         masks, targets = self._rollout_masks(base, seg, range(len(rows)), mode)
         return [clip_iou(m, t.to(m.device), self.args.iou_threshold) for m, t in zip(masks, targets)]
@@ -242,7 +251,11 @@ class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
         base = aurora_model(model)
         input_ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
         attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
-        seg, _ = base.seg_embeddings(self._last_hidden, input_ids, attention_mask)
+        # A rollout without `[SEG]` has no `[SEG]` state in this forward; its masks at inference come from an appended
+        # `It is [SEG].`, whose state the IoU forward kept (detached): the mask loss trains the projector and the
+        # decoder on it, rather than on the last token's state, which inference never decodes.
+        fallback = self._answer_seg_states[mode][indices.to(self._answer_seg_states[mode].device)]
+        seg, found = base.seg_embeddings(self._last_hidden, input_ids, attention_mask, fallback_states=fallback)
         masks, targets = self._rollout_masks(base, seg, indices.tolist(), mode)
         bce, dice = clip_mask_losses(masks, targets)
         mask_loss = self.args.bce_loss_weight * bce + self.args.dice_loss_weight * dice
@@ -250,4 +263,5 @@ class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
         loss = loss + mask_loss / self.current_gradient_accumulation_steps
         self._metrics[mode]["mask/bce"].append(self.accelerator.gather(bce.detach()).mean().item())
         self._metrics[mode]["mask/dice"].append(self.accelerator.gather(dice.detach()).mean().item())
+        self._metrics[mode]["mask/seg_emitted"].append(self.accelerator.gather(found.float()).mean().item())
         return loss
