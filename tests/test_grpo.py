@@ -161,7 +161,7 @@ def test_rollouts_without_seg_are_scored_on_the_masks_inference_decodes(tiny_aur
             torch.testing.assert_close(states[i], at_seg, atol=1e-5, rtol=1e-5)
             assert not torch.allclose(states[i], last_token, atol=1e-3)  # the old fallback would differ
             masks = base.predict_masks(
-                base.seg_projector(at_seg[None]),
+                base.project_seg(at_seg[None]),
                 pixel_values=sam.pixel_values[None],
                 input_sizes=sam.input_size,
                 original_sizes=sam.original_size,

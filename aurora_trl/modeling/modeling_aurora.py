@@ -202,8 +202,12 @@ class AuroraSegmentationMixin:
         states, found, _ = select_seg_hidden_states(hidden_states, input_ids, self.seg_token_id, attention_mask)
         if fallback_states is not None:
             states = torch.where(found[:, None], states, fallback_states.to(states))
+        return self.project_seg(states), found
+
+    def project_seg(self, states: torch.Tensor) -> torch.Tensor:
+        """`[SEG]` hidden states `(B, H)` through the projector: SAM prompt embeddings `(B, sam_prompt_dim)`."""
         dtype = next(self.seg_projector.parameters()).dtype  # works under PEFT's ModulesToSaveWrapper too
-        return self.seg_projector(states.to(dtype)), found
+        return self.seg_projector(states.to(dtype))
 
     # ----- SAM -----
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:

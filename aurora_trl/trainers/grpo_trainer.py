@@ -203,8 +203,7 @@ class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
         hidden = base.get_backbone()(input_ids=input_ids, attention_mask=attention_mask, **fields).last_hidden_state
         states, _, _ = select_seg_hidden_states(hidden, input_ids, base.seg_token_id, attention_mask)
         self._answer_seg_states[mode] = states  # the mask loss's state for rollouts that wrote no `[SEG]`
-        seg, _ = base.seg_embeddings(hidden, input_ids, attention_mask)
-        masks, targets = self._rollout_masks(base, seg, range(len(rows)), mode)
+        masks, targets = self._rollout_masks(base, base.project_seg(states), range(len(rows)), mode)
         return [clip_iou(m, t.to(m.device), self.args.iou_threshold) for m, t in zip(masks, targets)]
 
     def _rollout_masks(self, base, seg_embeddings, indices, mode: str):
