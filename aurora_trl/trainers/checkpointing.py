@@ -19,12 +19,13 @@ file back; the run keeps using its own arguments).
 
 import copy
 import dataclasses
-import json
 import logging
 import shutil
 from pathlib import Path
 
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from aurora_trl.trainers.resume import checkpoint_problem, last_complete_checkpoint
 
 
 logger = logging.getLogger(__name__)
@@ -43,15 +44,6 @@ def without_tokens(args):
     return clean
 
 
-def _finished(folder: Path, step: int) -> bool:
-    """Whether the Trainer got as far as `trainer_state.json`, its last checkpoint file (a failure after it, while
-    pushing or rotating old checkpoints, leaves a complete checkpoint that must be kept)."""
-    try:
-        return json.loads((folder / "trainer_state.json").read_text(encoding="utf-8")).get("global_step") == step
-    except (OSError, ValueError):
-        return False
-
-
 class SafeSavingMixin:
     """Overrides `_save_checkpoint` and `_save` of a `transformers.Trainer` subclass (see the module docstring)."""
 
@@ -63,10 +55,12 @@ class SafeSavingMixin:
         try:
             super()._save_checkpoint(model, trial)
         except Exception as err:
-            removed = self.args.should_save and not existed and folder.exists() and not _finished(folder, step)
+            # A failure after the checkpoint is complete (pushing, rotating old ones) keeps it.
+            incomplete = folder.exists() and checkpoint_problem(folder) is not None
+            removed = self.args.should_save and not existed and incomplete
             if removed:
                 shutil.rmtree(folder, ignore_errors=True)
-            previous = get_last_checkpoint(run_dir) if run_dir.is_dir() else None
+            previous = last_complete_checkpoint(run_dir)  # never one a killed run left half-written
             message = (
                 f"saving checkpoint {folder} failed: {type(err).__name__}: {err}. "
                 + ("The half-written folder was removed. " if removed else "")
