@@ -4,7 +4,6 @@ Stage modules (`aurora_trl/sft.py`, `aurora_trl/grpo.py`) keep TRL's script shap
 model_args)` + `make_parser()`, and call these.
 """
 
-import copy
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -15,13 +14,13 @@ from datasets import load_dataset, load_from_disk
 from trl import ModelConfig, ScriptArguments, get_quantization_config
 
 from aurora_trl.modeling import AuroraForSegmentation, load_processor
+from aurora_trl.modeling.export import save_merged_model
 from aurora_trl.modeling.hub import model_card
 from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy
 
 
 # Each run also writes the full (LoRA-merged) model here, under output_dir: the next stage starts from it.
 MERGED_DIR = "merged"
-QUANTIZATION_SKIP = ("sam", "seg_projector", "lm_head", "audio_tower", "visual")
 
 
 @dataclass
@@ -37,6 +36,22 @@ class AuroraScriptArguments(ScriptArguments):
         default=None, metadata={"help": "SAM input size when building from a base checkpoint (AURORA 224, LISA 1024)."}
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
+    token_rows: str = field(
+        default="seg",
+        metadata={
+            "help": "Rows of the embeddings and the LM head that train with LoRA: seg (the [SEG] row only) or all "
+            "(whole copies, as AURORA; for a model whose head is untrained, like the tiny random one).",
+            "choices": ["seg", "all"],
+        },
+    )
+    merged_dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "Dtype of the merged model in output_dir/merged: auto (the dtype the model was loaded in, never "
+            "4-bit), bfloat16, float16 or float32.",
+            "choices": ["auto", "bfloat16", "float16", "float32"],
+        },
+    )
 
 
 def load_data(script_args: AuroraScriptArguments):
@@ -59,7 +74,7 @@ def load_model(script_args: AuroraScriptArguments, model_args: ModelConfig, trus
     quantization = get_quantization_config(model_args)  # QLoRA: `load_in_4bit: True` (bitsandbytes)
     if quantization is not None:
         # Only the LLM is quantised: SAM, the projector, the towers and the LM head stay in full precision.
-        quantization.llm_int8_skip_modules = list(QUANTIZATION_SKIP)
+        quantization.llm_int8_skip_modules = AuroraForSegmentation.unquantized_modules()
         kwargs.update(quantization_config=quantization, device_map={"": str(PartialState().device)})
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     processor = load_processor(path, trust_remote_code=trust_remote_code)
@@ -71,9 +86,21 @@ def load_model(script_args: AuroraScriptArguments, model_args: ModelConfig, trus
     )
 
 
-def training_policy(model_args: ModelConfig) -> TrainingPolicy:
-    """AURORA's trainable parts, with LoRA as `ModelConfig` says (`use_peft`, `lora_r`, ...)."""
+def training_policy(model_args: ModelConfig, training_args=None, token_rows: str = "seg") -> TrainingPolicy:
+    """AURORA's trainable parts, with LoRA as `ModelConfig` says (`use_peft`, `lora_r`, ...).
+
+    Under DeepSpeed the engine keeps float32 master weights itself and wants one dtype in its (sharded) parameters,
+    so nothing is cast to float32 here. Under ZeRO-3 the `[SEG]` rows train as masked copies (`TrainingPolicy`'s
+    `token_rows="seg-masked"`), and the decoder's unused parameters stay trainable: ZeRO-3 ignores parameters
+    without a gradient, and the adapter it saves leaves out frozen parameters, which PEFT then misses inside the
+    decoder's trainable copy.
+    """
+    plugin = getattr(training_args, "deepspeed_plugin", None)
+    zero3 = plugin is not None and plugin.zero_stage == 3
     return TrainingPolicy(
+        token_rows="seg-masked" if zero3 and token_rows == "seg" else token_rows,
+        freeze_unused=not zero3,
+        trainable_in_float32=plugin is None,
         use_lora=model_args.use_peft,
         lora_r=model_args.lora_r,
         lora_alpha=model_args.lora_alpha,
@@ -111,11 +138,25 @@ def check_output_dir(output_dir: str | os.PathLike) -> None:
         raise OutputDirError(f"output_dir {path} is not writable: {reason}") from None
 
 
+def check_fsdp_device(training_args) -> None:
+    """Refuse FSDP where accelerate would not run it: without an accelerator (CPU only), accelerate silently runs the
+    FSDP configuration as plain data parallel, every rank holding the whole model."""
+    asked = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" or bool(training_args.fsdp)
+    if asked and PartialState().device.type == "cpu":
+        raise ValueError(
+            "FSDP needs GPUs (or other accelerators): on a CPU, accelerate would run this FSDP configuration as plain "
+            "data parallel, with the whole model on every rank. To shard on CPUs use DeepSpeed ZeRO-3 "
+            "(--config_file recipes/accelerate/zero3.yaml), or run the FSDP configuration on GPUs."
+        )
+
+
 def prepare_run(script_args: AuroraScriptArguments, training_args, model_args: ModelConfig):
     """`(train split, eval split or None, model with AURORA's training policy applied, processor)` of a run.
 
-    Checks first that `output_dir` is writable: a clear error now rather than a lost run at the first save.
+    Checks first that the sharding asked for can run here and that `output_dir` is writable: a clear error now rather
+    than a silently unsharded run or a lost run at the first save.
     """
+    check_fsdp_device(training_args)
     if training_args.should_save:  # the process that writes checkpoints
         check_output_dir(training_args.output_dir)
     dataset = load_data(script_args)
@@ -124,7 +165,7 @@ def prepare_run(script_args: AuroraScriptArguments, training_args, model_args: M
         train = train.select(range(min(script_args.max_train_samples, len(train))))
     evaluate = training_args.eval_strategy != "no" and script_args.dataset_test_split in dataset
     model, processor = load_model(script_args, model_args, getattr(training_args, "trust_remote_code", False))
-    model = apply_training_policy(model, training_policy(model_args))
+    model = apply_training_policy(model, training_policy(model_args, training_args, script_args.token_rows))
     return train, dataset[script_args.dataset_test_split] if evaluate else None, model, processor
 
 
@@ -136,13 +177,16 @@ def last_eval_metrics(log_history: list[dict]) -> dict | None:
     return None
 
 
-def save_merged(model, processor, out_dir: str, stage: str, datasets=None, metrics=None) -> None:
-    """The full model, LoRA merged in, with its processor and model card: what the next stage starts from.
+def save_merged(model, processor, out_dir: str, stage: str, datasets=None, metrics=None, dtype=None, is_main=True):
+    """The full model, LoRA and token rows merged, dequantised and gathered, with its processor and model card: what
+    the next stage starts from (see `aurora_trl.modeling.export`). Every process calls this (sharded weights are
+    gathered together); the main process writes.
 
-    The output folder itself holds the adapter, as TRL saves it; merging a copy keeps the trainer's model as is.
+    The output folder itself holds the adapter, as TRL saves it; the trainer's model is left as it is.
     """
-    full = copy.deepcopy(model).merge_and_unload() if hasattr(model, "merge_and_unload") else model
-    full.save_pretrained(out_dir)
+    full = save_merged_model(model, out_dir, dtype, is_main_process=is_main)
+    if not is_main:
+        return
     processor.save_pretrained(out_dir)
     card = model_card(full, stage=stage, datasets=datasets, metrics=metrics)
     (Path(out_dir) / "README.md").write_text(card, encoding="utf-8")
@@ -153,15 +197,15 @@ def finish_run(trainer, processor, script_args, training_args, stage: str) -> No
     trainer.save_model(training_args.output_dir)
     trainer.save_state()  # trainer_state.json: the log history, next to the model
     processor.save_pretrained(training_args.output_dir)
-    if trainer.accelerator.is_main_process:
-        merged_dir = os.path.join(training_args.output_dir, MERGED_DIR)
-        save_merged(
-            trainer.model,
-            processor,
-            merged_dir,
-            stage,
-            [script_args.dataset_name],
-            last_eval_metrics(trainer.state.log_history),
-        )
+    save_merged(
+        trainer.model_wrapped,
+        processor,
+        os.path.join(training_args.output_dir, MERGED_DIR),
+        stage,
+        [script_args.dataset_name],
+        last_eval_metrics(trainer.state.log_history),
+        dtype=script_args.merged_dtype,
+        is_main=trainer.accelerator.is_main_process,
+    )
     if training_args.push_to_hub:
         trainer.push_to_hub(dataset_name=script_args.dataset_name)

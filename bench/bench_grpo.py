@@ -37,13 +37,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from peft import get_peft_model
     from transformers import Qwen2_5OmniThinkerForConditionalGeneration
     from trl import GRPOConfig, GRPOTrainer
 
     from aurora_trl.modeling import AuroraForSegmentation
     from aurora_trl.modeling.embedding_cache import SamEmbeddingCache
-    from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy, lora_config
+    from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy, lora_config, wrap_with_lora
     from aurora_trl.modeling.sam import preprocess_frames
     from aurora_trl.rewards import format_reward
     from aurora_trl.trainers.grpo_config import AuroraGRPOConfig
@@ -80,12 +79,12 @@ def main() -> None:
 
     thinker = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(tiny)
     config = lora_config(model.get_base_model())
-    config.modules_to_save = ["lm_head", "embed_tokens"]
+    config.modules_to_save = None  # the thinker has no projector or SAM; the [SEG] rows train as ours
     images_only = train.map(lambda row: {"prompt": without_audio_blocks(row["prompt"])})
     plain_timer = StepTimer()
     suppress = ours.args.generation_kwargs["suppress_tokens"]
     plain = GRPOTrainer(
-        model=get_peft_model(thinker, config),
+        model=wrap_with_lora(thinker, config),
         reward_funcs=[format_reward],
         args=GRPOConfig(output_dir=str(work / "plain"), generation_kwargs={"suppress_tokens": suppress}, **common),
         train_dataset=images_only,

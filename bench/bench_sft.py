@@ -45,12 +45,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from peft import get_peft_model
     from transformers import Qwen2_5OmniThinkerForConditionalGeneration
     from trl import SFTConfig, SFTTrainer
 
     from aurora_trl.modeling import AuroraForSegmentation
-    from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy, lora_config
+    from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy, lora_config, wrap_with_lora
     from aurora_trl.trainers.collator import AuroraCollator
     from aurora_trl.trainers.sft_config import AuroraSFTConfig
     from aurora_trl.trainers.sft_trainer import EXTRA_KEYS, AuroraSFTTrainer
@@ -93,10 +92,10 @@ def main() -> None:
 
     thinker = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(tiny)
     config = lora_config(model.get_base_model())
-    config.modules_to_save = ["lm_head", "embed_tokens"]
+    config.modules_to_save = None  # the thinker has no projector or SAM; the [SEG] rows train as ours
     plain_timer = StepTimer()
     plain = SFTTrainer(
-        model=get_peft_model(thinker, config),
+        model=wrap_with_lora(thinker, config),
         args=SFTConfig(output_dir=str(work / "plain"), **common),
         train_dataset=train,
         processing_class=processor,

@@ -24,6 +24,7 @@ BENCHMARKS = {
     "grpo": "bench_grpo.py",
     "metrics": "bench_metrics.py",
     "eval": "bench_eval.py",
+    "memory": "bench_memory.py",
 }
 
 

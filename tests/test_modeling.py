@@ -173,7 +173,9 @@ def test_lora_targets_only_llm_q_and_v(tiny_aurora):
     assert all(".language_model.layers." in n and n.endswith(("self_attn.q_proj", "self_attn.v_proj")) for n in lora)
     config = lora_config(model)
     assert (config.r, config.lora_alpha, config.lora_dropout) == (8, 16, 0.05)
-    assert set(config.modules_to_save) == {"seg_projector", "mask_decoder", "lm_head", "embed_tokens"}
+    assert set(config.modules_to_save) == {"seg_projector", "mask_decoder"}
+    seg = model.config.seg_token_id
+    assert config.trainable_token_indices == {"embed_tokens": [seg], "lm_head": [seg]}
 
 
 def test_mask_loss_reaches_projector_decoder_lora_and_never_frozen_parts(tiny_aurora, tiny_clip):
@@ -214,9 +216,12 @@ def test_mask_loss_reaches_projector_decoder_lora_and_never_frozen_parts(tiny_au
         )
         if frozen:
             assert name not in trainable and grad is None, name
-    # The LM head and the embeddings are trainable (the CE loss trains them; the mask loss need not reach them).
-    assert any("lm_head.modules_to_save.default" in n for n in trainable)
-    assert any("embed_tokens.modules_to_save.default" in n for n in trainable)
+    # The [SEG] rows of the LM head and the embeddings are trainable (the CE loss trains them; the mask loss need not
+    # reach them), not the whole matrices.
+    rows = {n: p.shape for n, p in peft_model.named_parameters() if p.requires_grad and "trainable_tokens_delta" in n}
+    assert sorted(n.split(".token_adapter")[0].rsplit(".", 1)[-1] for n in rows) == ["embed_tokens", "lm_head"]
+    assert all(shape == (1, model.config.get_text_config().hidden_size) for shape in rows.values())
+    assert not any(".embed_tokens." in n and "trainable_tokens_delta" not in n for n in trainable)
     # Parameters that no forward uses are frozen (DDP would fail on them).
     assert not any("iou_prediction_head" in n or "point_embeddings" in n for n in trainable)
 

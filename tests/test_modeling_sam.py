@@ -5,6 +5,7 @@ import torch.nn.functional as F
 
 from aurora_trl.modeling.embedding_cache import SamEmbeddingCache
 from aurora_trl.modeling.sam import (
+    MaskDecoder,
     SamSpec,
     build_sam,
     decode_masks,
@@ -45,9 +46,10 @@ def test_decode_masks_equals_mask_decoder_frame_by_frame():
         prompts = torch.randn(6, 256)
         batched = decode_masks(sam, embeddings, prompts)
         sparse, dense = sam.prompt_encoder(points=None, boxes=None, masks=None)
-        reference = torch.cat(
+        reference = torch.cat(  # segment-anything's own forward, one prompt and one frame at a time
             [
-                sam.mask_decoder(
+                MaskDecoder.forward(
+                    sam.mask_decoder,
                     image_embeddings=embeddings[i : i + 1],
                     image_pe=sam.prompt_encoder.get_dense_pe(),
                     sparse_prompt_embeddings=torch.cat([sparse, prompts[i : i + 1, None]], dim=1),

@@ -161,6 +161,20 @@ class AuroraSegmentationMixin:
     _aurora_base_class_name: str = "Qwen2_5OmniThinkerForConditionalGeneration"
     # Missing keys that are expected when building from a base checkpoint (everything AURORA adds).
     _aurora_new_module_prefixes: tuple[str, ...] = ("seg_projector.", "sam.")
+    # Precision policy. What trains in full (the projector, the mask decoder) and SAM's small prompt encoder stay
+    # float32 when the model is loaded in bf16 or fp16 (transformers reads this list): their updates at GRPO's
+    # learning rate are below bf16's resolution, and AdamW keeps its state in the weights' dtype.
+    _keep_in_fp32_modules_strict = ["seg_projector", "sam.prompt_encoder", "sam.mask_decoder"]
+
+    @classmethod
+    def unquantized_modules(cls) -> list[str]:
+        """Module-name prefixes that 4-bit (QLoRA) loading leaves unquantised: everything but the LLM's layers.
+
+        The towers and SAM are frozen encoders whose features the LLM was trained on; the LM head holds the trained
+        `[SEG]` row; the projector and the mask decoder train in full. bitsandbytes matches these from the start of
+        a module name (or as its suffix), so the towers are named by their full paths.
+        """
+        return [cls._aurora_audio_tower, cls._aurora_vision_tower, "sam", "seg_projector", "lm_head"]
 
     def _build_aurora_modules(self, config) -> None:
         hidden = config.get_text_config().hidden_size

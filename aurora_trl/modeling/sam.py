@@ -12,8 +12,15 @@
   `pixel_mean`/`pixel_std` are non-persistent buffers, never saved. [`init_sam_module`] fills all of them.
 - **Decoding.** `MaskDecoder` is built for one image and many prompts: it repeats the image embedding once per
   prompt. AURORA needs the opposite (one `[SEG]` prompt for T frames, and B·T (prompt, frame) pairs in a batch).
-  [`decode_masks`] runs the decoder's own sub-modules on one-to-one (prompt, frame) pairs; it equals calling
-  `MaskDecoder.forward` frame by frame (tested) and runs all pairs in one batch.
+  [`PairedMaskDecoder`] is a `MaskDecoder` whose forward takes one-to-one (prompt, frame) pairs; it equals calling
+  `MaskDecoder.forward` frame by frame (tested) and runs all pairs in one batch. Decoding is a module call so that
+  DeepSpeed ZeRO-3, which gathers a module's sharded weights only when its forward runs, sees every weight it reads.
+- **Precision.** The decoder computes in its own weights' dtype, whatever its inputs' (a bf16 backbone, an fp32
+  decoder, or everything bf16 under DeepSpeed), with or without autocast. segment-anything builds its position grid
+  in float32 and multiplies it with a buffer that loading in bf16 casts; [`image_positional_encoding`] computes that
+  encoding in float32 instead.
+- **ZeRO-3.** `zero.Init` replaces `torch.Tensor`, which `Sam.__init__` calls for its pixel statistics;
+  [`AuroraSam`] registers the same buffers with `torch.tensor`, so the model builds under `zero.Init`.
 - **Pre-processing.** [`preprocess_frames`] is the one place that turns PIL frames into SAM input: resize the
   longest side, normalise with SAM's mean/std, zero-pad to a square.
 """
@@ -111,13 +118,62 @@ class SamSpec:
         return cls(image_size=image_size, **{**dims, "global_attn_indexes": tuple(dims["global_attn_indexes"])})
 
 
+class AuroraSam(Sam):
+    """segment-anything's `Sam` (image encoder, prompt encoder, mask decoder, pixel statistics), buildable under
+    DeepSpeed ZeRO-3: `Sam.__init__` makes its pixel statistics with `torch.Tensor(list)`, which `zero.Init`'s
+    replacement of `torch.Tensor` rejects. The buffers are the same (non-persistent, SAM's values)."""
+
+    def __init__(self, image_encoder: nn.Module, prompt_encoder: nn.Module, mask_decoder: nn.Module) -> None:
+        nn.Module.__init__(self)
+        self.image_encoder = image_encoder
+        self.prompt_encoder = prompt_encoder
+        self.mask_decoder = mask_decoder
+        self.register_buffer("pixel_mean", torch.tensor(SAM_PIXEL_MEAN).view(-1, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(SAM_PIXEL_STD).view(-1, 1, 1), persistent=False)
+
+
+class PairedMaskDecoder(MaskDecoder):
+    """SAM's `MaskDecoder` for one-to-one (prompt, image) pairs, single-mask output.
+
+    `MaskDecoder.forward` pairs every prompt with every image (it repeats the image embedding once per prompt);
+    this forward runs the same sub-modules on row i's image with row i's prompt, and returns the first mask token's
+    mask, the `multimask_output=False` output. It computes in the dtype of its own weights.
+    """
+
+    def forward(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+    ) -> torch.Tensor:
+        """Low-resolution mask logits `(N, 4h, 4w)` of `image_embeddings` `(N, C, h, w)` prompted by
+        `prompt_embeddings` `(N, C)` (the sparse prompt is the one embedding), with the dense prompt and the
+        position encoding `(1, C, h, w)` of the prompt encoder."""
+        dtype = self.iou_token.weight.dtype
+        n = prompt_embeddings.shape[0]
+        if image_embeddings.shape[0] != n:
+            raise ValueError(f"{image_embeddings.shape[0]} image embeddings for {n} prompts: pairs must be one-to-one")
+        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+        tokens = torch.cat([output_tokens[None].expand(n, -1, -1), prompt_embeddings.to(dtype)[:, None]], dim=1)
+        src = image_embeddings.to(dtype) + dense_prompt_embeddings.to(dtype)
+        pos_src = image_pe.to(dtype).expand(n, -1, -1, -1)
+        b, c, h, w = src.shape
+        hs, src = self.transformer(src, pos_src, tokens)
+        mask_token = hs[:, 1, :]  # the first mask token = the single-mask output
+        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+        hyper = self.output_hypernetworks_mlps[0](mask_token)
+        b, c, h, w = upscaled.shape
+        return (hyper[:, None] @ upscaled.reshape(b, c, h * w)).reshape(b, h, w)
+
+
 def build_sam(spec: SamSpec) -> nn.Module:
     """A randomly initialised `segment_anything` `Sam` with the dimensions of `spec` (call [`init_sam_module`] on
     its modules, or load a checkpoint, before use)."""
     if spec.image_size % spec.patch_size:
         raise ValueError(f"SAM image size {spec.image_size} is not a multiple of the patch size {spec.patch_size}")
     grid = spec.image_size // spec.patch_size
-    return Sam(
+    return AuroraSam(
         image_encoder=ImageEncoderViT(
             depth=spec.depth,
             embed_dim=spec.embed_dim,
@@ -138,7 +194,7 @@ def build_sam(spec: SamSpec) -> nn.Module:
             input_image_size=(spec.image_size, spec.image_size),
             mask_in_chans=16,
         ),
-        mask_decoder=MaskDecoder(
+        mask_decoder=PairedMaskDecoder(
             num_multimask_outputs=3,
             transformer=TwoWayTransformer(
                 depth=spec.decoder_depth,
@@ -150,8 +206,6 @@ def build_sam(spec: SamSpec) -> nn.Module:
             iou_head_depth=3,
             iou_head_hidden_dim=256,
         ),
-        pixel_mean=list(SAM_PIXEL_MEAN),
-        pixel_std=list(SAM_PIXEL_STD),
     )
 
 
@@ -231,6 +285,23 @@ def load_sam_checkpoint(sam: nn.Module, path: str, strict: bool = True) -> nn.Mo
     return sam
 
 
+def image_positional_encoding(prompt_encoder: nn.Module) -> torch.Tensor:
+    """SAM's dense position encoding `(1, C, h, w)` of the image-embedding grid (`PromptEncoder.get_dense_pe`),
+    computed in float32 whatever the dtype of the model.
+
+    The encoding is random Fourier features of the grid's cell centres in [-1, 1]²: `[sin(2π·x·G), cos(2π·x·G)]`
+    with SAM's Gaussian matrix G. segment-anything makes the grid in float32 and multiplies it with G, which fails
+    once G is cast to bf16 or fp16; and those dtypes would round the phases.
+    """
+    gaussian = prompt_encoder.pe_layer.positional_encoding_gaussian_matrix.float()
+    h, w = prompt_encoder.image_embedding_size
+    ys = (torch.arange(h, device=gaussian.device, dtype=torch.float32) + 0.5) / h
+    xs = (torch.arange(w, device=gaussian.device, dtype=torch.float32) + 0.5) / w
+    grid = torch.stack([xs[None, :].expand(h, w), ys[:, None].expand(h, w)], dim=-1)  # (h, w, 2) as (x, y)
+    phases = 2 * np.pi * ((2 * grid - 1) @ gaussian)
+    return torch.cat([phases.sin(), phases.cos()], dim=-1).permute(2, 0, 1)[None]
+
+
 def decode_masks(
     sam: nn.Module,
     image_embeddings: torch.Tensor,
@@ -239,8 +310,8 @@ def decode_masks(
     """Low-resolution mask logits for one-to-one (prompt, image) pairs.
 
     Args:
-        sam (`Sam`):
-            The SAM model (its prompt encoder and mask decoder are used).
+        sam (`AuroraSam`):
+            The SAM model (its prompt encoder and [`PairedMaskDecoder`] are used).
         image_embeddings (`torch.Tensor` of shape `(N, C, h, w)`):
             Image-encoder output, one row per pair. An `expand`ed view (a clip's frames shared by several
             prompts) costs no copy until the decoder adds the dense prompt.
@@ -248,40 +319,23 @@ def decode_masks(
             The projected `[SEG]` embedding of each pair.
 
     Returns:
-        `torch.Tensor` of shape `(N, 4h, 4w)`: the single-mask output (`multimask_output=False`).
-
-    `MaskDecoder.forward` repeats each image embedding once per prompt (it is built for one image and many
-    prompts); this runs the same sub-modules without that repeat, so row i pairs image i with prompt i.
+        `torch.Tensor` of shape `(N, 4h, 4w)`, in the decoder's dtype: the single-mask output
+        (`multimask_output=False`).
     """
-    decoder = sam.mask_decoder
-    n = prompt_embeddings.shape[0]
-    if image_embeddings.shape[0] != n:
-        raise ValueError(f"{image_embeddings.shape[0]} image embeddings for {n} prompts: pairs must be one-to-one")
     # No points, boxes or masks: the sparse prompt is the [SEG] embedding alone, the dense prompt `no_mask_embed`.
-    sparse, dense = sam.prompt_encoder(points=None, boxes=None, masks=None)
-    sparse = torch.cat([sparse.expand(n, -1, -1), prompt_embeddings[:, None].to(sparse.dtype)], dim=1)
-    image_pe = sam.prompt_encoder.get_dense_pe()
-
-    output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
-    tokens = torch.cat([output_tokens[None].expand(n, -1, -1), sparse], dim=1)
-    src = image_embeddings + dense
-    pos_src = image_pe.expand(n, -1, -1, -1)
-    b, c, h, w = src.shape
-    hs, src = decoder.transformer(src, pos_src, tokens)
-    mask_token = hs[:, 1, :]  # the first mask token = the single-mask output
-    upscaled = decoder.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
-    hyper = decoder.output_hypernetworks_mlps[0](mask_token)
-    b, c, h, w = upscaled.shape
-    return (hyper[:, None] @ upscaled.reshape(b, c, h * w)).reshape(b, h, w)
+    _, dense = sam.prompt_encoder(points=None, boxes=None, masks=None)
+    image_pe = image_positional_encoding(sam.prompt_encoder).to(dense.device)
+    return sam.mask_decoder(image_embeddings, image_pe, prompt_embeddings, dense)
 
 
 def postprocess_masks(
     low_res: torch.Tensor, image_size: int, input_size: tuple[int, int], original_size: tuple[int, int]
 ) -> torch.Tensor:
-    """Low-resolution logits `(..., h, w)` → logits at the frame size: upsample to the SAM input, crop the padding,
-    resize to `original_size` (bilinear, as SAM's `postprocess_masks`)."""
+    """Low-resolution logits `(..., h, w)` → float32 logits at the frame size: upsample to the SAM input, crop the
+    padding, resize to `original_size` (bilinear, as SAM's `postprocess_masks`)."""
     lead = low_res.shape[:-2]
-    x = low_res.reshape(-1, 1, *low_res.shape[-2:])
+    # float32, so that masks (and the metrics and losses computed on them) do not depend on the decoder's dtype
+    x = low_res.float().reshape(-1, 1, *low_res.shape[-2:])
     x = F.interpolate(x, (image_size, image_size), mode="bilinear", align_corners=False)
     x = x[..., : input_size[0], : input_size[1]]
     x = F.interpolate(x, tuple(original_size), mode="bilinear", align_corners=False)

@@ -37,7 +37,7 @@ from aurora_trl.rewards import REWARD_FUNCS
 from aurora_trl.trainers.checkpointing import SafeSavingMixin
 from aurora_trl.trainers.collator import SAMPLING_RATE, decode_audio, mask_tensor
 from aurora_trl.trainers.grpo_config import AuroraGRPOConfig
-from aurora_trl.trainers.utils import aurora_model, backbone_hidden_state
+from aurora_trl.trainers.utils import aurora_model, backbone_hidden_state, prepare_for_engine
 
 
 AUDIO_KEYS = ("input_features", "feature_attention_mask")
@@ -114,14 +114,7 @@ class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
             processing_class=processing_class,
             **kwargs,
         )
-        if getattr(base, "is_loaded_in_4bit", False) or getattr(base, "is_loaded_in_8bit", False):
-            # TRL casts every trainable parameter of a quantised model to bf16 (QLoRA's recipe for the adapters).
-            # AURORA also trains full modules (projector, mask decoder, LM head, embeddings), which meet the frozen,
-            # unquantised SAM encoder and backbone outputs: they go back to those modules' precision.
-            precision = base.sam.image_encoder.patch_embed.proj.weight.dtype
-            for name, parameter in self.model.named_parameters():
-                if parameter.requires_grad and "lora_" not in name:
-                    parameter.data = parameter.data.to(precision)
+        prepare_for_engine(self)
         self.sam_cache = SamEmbeddingCache(args.sam_cache_dir)
         self._rollouts = {"train": {}, "eval": {}}  # mode -> rollout index -> (clip id, gt masks, sizes)
         self._clips = {"train": {}, "eval": {}}  # mode -> clip id -> SAM image embeddings

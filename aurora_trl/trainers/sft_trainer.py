@@ -18,7 +18,7 @@ from aurora_trl.modeling import AuroraForSegmentation
 from aurora_trl.trainers.checkpointing import SafeSavingMixin
 from aurora_trl.trainers.collator import AuroraCollator
 from aurora_trl.trainers.sft_config import AuroraSFTConfig
-from aurora_trl.trainers.utils import aurora_model, backbone_hidden_state
+from aurora_trl.trainers.utils import aurora_model, backbone_hidden_state, prepare_for_engine
 
 
 logger = logging.getLogger(__name__)
@@ -96,6 +96,7 @@ class AuroraSFTTrainer(SafeSavingMixin, SFTTrainer):
             data_collator=data_collator,
             **kwargs,
         )
+        prepare_for_engine(self)
         self.teacher_model = self._make_teacher(teacher_model) if distill else None
 
     def _make_teacher(self, teacher_model):

@@ -2,6 +2,8 @@
 
 from contextlib import contextmanager
 
+from aurora_trl.modeling.policy import keep_trainable_in_float32
+
 
 def aurora_model(model):
     """The `AuroraForSegmentation` inside accelerate/DDP and PEFT wrappers."""
@@ -28,3 +30,27 @@ def backbone_hidden_state(model):
         yield captured
     finally:
         hook.remove()
+
+
+def prepare_for_engine(trainer) -> None:
+    """What both trainers do to their model once TRL has set it up, before accelerate wraps it.
+
+    - **Precision.** Trainable parameters go back to float32: TRL casts a quantised model's trainable parameters to
+      bf16 (QLoRA's adapter recipe), which would also make the projector, the mask decoder and the token rows train
+      without a float32 master. Under DeepSpeed the module trains in DeepSpeed's precision and DeepSpeed keeps the
+      float32 master weights itself, so nothing is cast here.
+    - **ZeRO-3.** DeepSpeed gathers a module's sharded weights when that module's forward runs, and only the module's
+      own weights. SAM's prompt encoder and the mask decoder read their sub-modules' weights directly, so they are
+      marked as ZeRO-3 leaf modules: their whole subtree is gathered when they run.
+    """
+    if not trainer.is_deepspeed_enabled:
+        keep_trainable_in_float32(trainer.model)
+        return
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    if is_deepspeed_zero3_enabled():
+        from deepspeed.utils import set_z3_leaf_modules
+
+        from aurora_trl.modeling.sam import PairedMaskDecoder, PromptEncoder
+
+        set_z3_leaf_modules(trainer.model, [PromptEncoder, PairedMaskDecoder])
