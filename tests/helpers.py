@@ -1,7 +1,12 @@
 """Small builders shared by the trainer tests (fixtures live in conftest.py)."""
 
 import concurrent.futures
+import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 from aurora_trl.modeling import AuroraForSegmentation, load_processor
@@ -68,3 +73,26 @@ def use_local_hub(monkeypatch, folder) -> None:
             return future
 
     monkeypatch.setattr("transformers.trainer.hf_api", LocalHub)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def launch_probe(config: str, recipe: str, options: list[str], cwd, flags=()) -> subprocess.CompletedProcess:
+    """`accelerate launch --config_file recipes/accelerate/CONFIG --num_processes 2 [flags] tests/distributed_probe.py
+    recipes/tiny/RECIPE.yaml [options]`, offline, one thread per rank."""
+    accelerate = shutil.which("accelerate") or str(Path(sys.executable).parent / "accelerate")
+    command = [accelerate, "launch", "--config_file", str(ROOT / "recipes" / "accelerate" / config)]
+    command += ["--num_processes", "2", *flags, str(ROOT / "tests" / "distributed_probe.py")]
+    command += [str(ROOT / "recipes" / "tiny" / f"{recipe}.yaml"), *options]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
+
+
+def probe_reports(config: str, recipe: str, options: list[str], cwd, flags=()) -> list[dict]:
+    """Run [`launch_probe`] and return what each of the two ranks reported (`output_dir/probe-rank{R}.json`)."""
+    result = launch_probe(config, recipe, options, cwd, flags)
+    assert result.returncode == 0, result.stderr[-4000:]
+    out = Path(options[options.index("--output_dir") + 1])
+    return [json.loads((out / f"probe-rank{rank}.json").read_text()) for rank in range(2)]

@@ -1,6 +1,7 @@
 """Two processes on a CPU with the shipped accelerate configurations: ZeRO-2 and ZeRO-3 really shard (the optimizer
 state; and under ZeRO-3 the weights too), train, save, resume and write a complete merged model; the configurations
-leave the precision to the recipe; FSDP, which accelerate runs only on accelerators, is refused with a message.
+leave the precision to the recipe (DDP's `ddp.yaml`: tests/test_sft_recipes.py); FSDP, which accelerate runs only on
+accelerators, is refused with a message.
 
 Each run is `accelerate launch` of `tests/distributed_probe.py`, which runs the recipe and writes what each rank
 held after its first step. DeepSpeed's CPU-Adam build is avoided: no run offloads (ZeRO-2's AURORA offload is
@@ -8,10 +9,6 @@ switched off on the command line).
 """
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,32 +16,14 @@ import torch
 from peft import PeftModel
 
 from aurora_trl.modeling import AuroraForSegmentation
+from tests.helpers import launch_probe, probe_reports
 
 
 pytest.importorskip("deepspeed")
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "recipes" / "accelerate"
-PROBE = ROOT / "tests" / "distributed_probe.py"
 NO_OFFLOAD = ["--offload_optimizer_device", "none"]
 BF16 = ["--dtype", "bfloat16", "--bf16", "True"]
-
-
-def launch(config: str, recipe: str, options: list[str], cwd: Path, flags=()) -> subprocess.CompletedProcess:
-    accelerate = shutil.which("accelerate") or str(Path(sys.executable).parent / "accelerate")
-    command = [accelerate, "launch", "--config_file", str(CONFIGS / config), "--num_processes", "2", *flags]
-    command += [str(PROBE), str(ROOT / "recipes" / "tiny" / f"{recipe}.yaml"), *options]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
-
-
-def run(config, recipe, options, cwd, flags=()) -> list[dict]:
-    result = launch(config, recipe, options, cwd, flags)
-    assert result.returncode == 0, result.stderr[-4000:]
-    out = Path(options[options.index("--output_dir") + 1])
-    return [json.loads((out / f"probe-rank{rank}.json").read_text()) for rank in range(2)]
 
 
 def options(inputs, out, recipe, steps=2, model=None):
@@ -83,7 +62,7 @@ def test_zero2_shards_the_optimizer_state(recipe, inputs, tmp_path):
     recipe's fp32 (the shipped configuration no longer forces bf16); the GRPO run trains in bf16."""
     precision = BF16 if recipe == "grpo" else []
     out = tmp_path / "run"
-    probes = run("zero2.yaml", recipe, options(inputs, out, recipe) + precision, tmp_path, flags=NO_OFFLOAD)
+    probes = probe_reports("zero2.yaml", recipe, options(inputs, out, recipe) + precision, tmp_path, flags=NO_OFFLOAD)
     assert_sharded(probes, stage=2, mixed_precision="bf16" if precision else "no")
     assert_merged_loads(out, torch.bfloat16 if precision else torch.float32)
 
@@ -93,11 +72,11 @@ def test_zero3_builds_sharded_trains_resumes_and_merges_sft(inputs, tmp_path):
     weight, checkpoints resume, and `merged/`, gathered from the shards, equals the saved adapter merged by PEFT."""
     out = tmp_path / "run"
     first = options(inputs, out, "sft") + ["--save_strategy", "steps", "--save_steps", "2"]
-    assert_sharded(run("zero3.yaml", "sft", first, tmp_path), stage=3, mixed_precision="no")
+    assert_sharded(probe_reports("zero3.yaml", "sft", first, tmp_path), stage=3, mixed_precision="no")
     assert (out / "checkpoint-2" / "global_step2").is_dir()
 
     resumed = options(inputs, out, "sft", steps=3) + ["--resume_from_checkpoint", "True"]
-    result = launch("zero3.yaml", "sft", resumed, tmp_path)
+    result = launch_probe("zero3.yaml", "sft", resumed, tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 3
@@ -118,19 +97,13 @@ def test_zero3_builds_sharded_trains_resumes_and_merges_sft(inputs, tmp_path):
 
 def test_zero3_grpo_in_bf16(inputs, tmp_path):
     out = tmp_path / "run"
-    probes = run("zero3.yaml", "grpo", options(inputs, out, "grpo") + BF16, tmp_path)
+    probes = probe_reports("zero3.yaml", "grpo", options(inputs, out, "grpo") + BF16, tmp_path)
     assert_sharded(probes, stage=3, mixed_precision="bf16")
     assert all(p["trainable_dtypes"] == ["torch.bfloat16"] for p in probes)  # DeepSpeed keeps the fp32 master
     assert_merged_loads(out, torch.bfloat16)
 
 
-def test_ddp_configuration_follows_the_recipe_precision(inputs, tmp_path):
-    """`ddp.yaml` used to force bf16 over a recipe's `bf16: False`."""
-    probes = run("ddp.yaml", "sft", options(inputs, tmp_path / "run", "sft", steps=1), tmp_path)
-    assert all(p["world_size"] == 2 and p["mixed_precision"] == "no" for p in probes)
-
-
 def test_fsdp_on_a_cpu_is_refused_with_a_message(inputs, tmp_path):
-    result = launch("fsdp.yaml", "sft", options(inputs, tmp_path / "run", "sft", steps=1), tmp_path)
+    result = launch_probe("fsdp.yaml", "sft", options(inputs, tmp_path / "run", "sft", steps=1), tmp_path)
     assert result.returncode != 0
     assert "FSDP needs GPUs" in result.stderr and "zero3.yaml" in result.stderr

@@ -12,6 +12,7 @@ import pytest
 from datasets import load_from_disk
 
 from aurora_trl.launch import run_recipe
+from tests.helpers import probe_reports
 
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "tiny"
@@ -88,13 +89,14 @@ def test_accelerate_launch_recipe_literally(inputs, tmp_path):
 
 
 def test_two_cpu_ranks_run_to_the_end(inputs, tmp_path):
-    """`accelerate launch --multi_gpu --num_processes 2` on a CPU: two gloo ranks, each with its own batches."""
+    """`accelerate launch --config_file recipes/accelerate/ddp.yaml --num_processes 2` on a CPU: two gloo ranks, each
+    with its own batches, in the recipe's precision (the shipped configuration used to force bf16 over a recipe's
+    `bf16: False`). The GRPO twin of this test launches with `--multi_gpu`."""
     one, two = tmp_path / "one", tmp_path / "two"
     options = NO_EVAL + ["--save_strategy", "no"]
     accelerate_launch(["--num_processes", "1"], RECIPES / "sft.yaml", overrides(inputs, one) + options, tmp_path)
-    accelerate_launch(
-        ["--multi_gpu", "--num_processes", "2"], RECIPES / "sft.yaml", overrides(inputs, two) + options, tmp_path
-    )
+    probes = probe_reports("ddp.yaml", "sft", overrides(inputs, two) + options, tmp_path)
+    assert all(p["world_size"] == 2 and p["mixed_precision"] == "no" for p in probes), probes
     assert (two / "merged" / "config.json").is_file()
     # each rank gets half of the rows (DistributedSampler), so the same 2 steps cover about twice the epochs
     rows = sum(bool(r) for r in load_from_disk(inputs["data"])["train"]["reasoning"])

@@ -9,7 +9,7 @@ from trl import ModelConfig
 
 from aurora_trl.modeling import AuroraForSegmentation, load_processor
 from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy
-from aurora_trl.modeling.tiny import _set_generation_ids, build_tiny_processor, tiny_thinker_config
+from aurora_trl.modeling.tiny import TINY_SAM, _set_generation_ids, build_tiny_processor, tiny_thinker_config
 from aurora_trl.script_utils import AuroraScriptArguments, load_model, save_merged
 from aurora_trl.trainers.sft_trainer import AuroraSFTTrainer
 from tests.helpers import sft_config
@@ -78,8 +78,10 @@ def test_a_base_without_a_spare_row_is_resized_once(tmp_path):
     base.save_pretrained(tmp_path / "base")
     processor.save_pretrained(tmp_path / "base")
 
-    script = AuroraScriptArguments(dataset_name="unused", sam_image_size=64)
-    model, built_processor = load_model(script, ModelConfig(model_name_or_path=str(tmp_path / "base")))
+    model, built_processor = AuroraForSegmentation.from_base(
+        tmp_path / "base",
+        config_overrides={"sam_image_size": 64, **TINY_SAM},  # a small SAM, not ViT-H
+    )
     rows = model.get_input_embeddings().num_embeddings
     seg = model.config.seg_token_id
     assert seg == len(processor.tokenizer) and rows == 64 * -(-(seg + 1) // 64) and rows > seg
@@ -87,6 +89,7 @@ def test_a_base_without_a_spare_row_is_resized_once(tmp_path):
     peft_model = apply_training_policy(model, TrainingPolicy())
     save_merged(peft_model, built_processor, str(tmp_path / "stage0"), "direct")
 
-    again, _ = load_model(script, ModelConfig(model_name_or_path=str(tmp_path / "stage0")))
+    script = AuroraScriptArguments(dataset_name="unused")
+    again, _ = load_model(script, ModelConfig(model_name_or_path=str(tmp_path / "stage0")))  # as the next stage
     assert again.get_input_embeddings().num_embeddings == rows and again.config.seg_token_id == seg
     assert torch.equal(again.get_input_embeddings().weight, model.get_input_embeddings().weight)
