@@ -180,6 +180,22 @@ def mask_row_gradients(model, seg_token_id: int) -> int:
     return hooked
 
 
+def cast_copies_at_use(model) -> None:
+    """Let float32 trainable copies of the embeddings and the LM head (`token_rows="all"`) sit next to a bf16 or fp16
+    backbone: the embeddings' output is cast to the backbone's dtype and the head's input to the head's, as LoRA and
+    PEFT's token rows cast at their use. Without it, generation (which runs outside autocast) mixes dtypes."""
+    from peft.utils.other import ModulesToSaveWrapper
+
+    for name, module in model.named_modules():
+        if not isinstance(module, ModulesToSaveWrapper):
+            continue
+        if name.endswith("embed_tokens"):
+            backbone = module.original_module.weight.dtype
+            module.register_forward_hook(lambda _module, _args, output, dtype=backbone: output.to(dtype))
+        elif name.endswith("lm_head"):
+            module.register_forward_pre_hook(lambda head, args: (args[0].to(head.weight.dtype), *args[1:]))
+
+
 def wrap_with_lora(model, config: LoraConfig, adapters_in_float32: bool = True):
     """`peft.get_peft_model(model, config)`, with the LM head made readable by TRL's fused LM head.
 
@@ -246,6 +262,8 @@ def apply_training_policy(model, policy: TrainingPolicy | None = None):
         freeze_unused_parameters(model)
     if policy.trainable_in_float32:
         keep_trainable_in_float32(model)
+        if policy.use_lora and policy.token_rows == "all":
+            cast_copies_at_use(model)
     return model
 
 
