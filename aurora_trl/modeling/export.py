@@ -22,13 +22,14 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from .modeling_aurora import unwrap_aurora_model
 
-def _plain_model(model) -> nn.Module:
-    """The `PreTrainedModel` inside accelerate/DDP and PEFT wrappers (PEFT's injected layers still in it)."""
-    model = getattr(model, "module", model)
-    while hasattr(model, "get_base_model"):
-        model = model.get_base_model()
-    return model
+
+def _is_sharded(model) -> bool:
+    """Whether some weight of `model` is split between processes (DeepSpeed ZeRO-3 or FSDP2)."""
+    from torch.distributed.tensor import DTensor
+
+    return any(hasattr(p, "ds_id") or isinstance(p, DTensor) for p in model.parameters())
 
 
 @contextmanager
@@ -115,7 +116,7 @@ def merged_state_dict(model, keep: bool = True) -> dict[str, torch.Tensor] | Non
     """
     out = {} if keep else None
     with torch.no_grad():
-        _walk(_plain_model(model), "", out)
+        _walk(unwrap_aurora_model(model), "", out)
     return out
 
 
@@ -125,7 +126,7 @@ def merged_dtype(model, requested: str | None) -> torch.dtype:
     quantised one."""
     if requested not in (None, "auto"):
         return getattr(torch, requested)
-    config = _plain_model(model).config
+    config = unwrap_aurora_model(model).config
     dtype = getattr(config, "dtype", None) or torch.float32
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     return dtype if dtype in (torch.float32, torch.bfloat16, torch.float16) else torch.bfloat16
@@ -136,7 +137,7 @@ def build_merged_model(model, state_dict: dict[str, torch.Tensor], dtype: torch.
     `dtype`, the modules the class keeps in float32 (`_keep_in_fp32_modules_strict`) in float32 when `dtype` is a
     16-bit one. Built on the meta device, so its non-persistent buffers (never saved) stay there: reload the saved
     folder to run it."""
-    plain = _plain_model(model)
+    plain = unwrap_aurora_model(model)
     config = copy.deepcopy(plain.config)
     for attribute in ("quantization_config", "_pre_quantization_dtype"):
         if hasattr(config, attribute):
@@ -170,6 +171,8 @@ def build_merged_model(model, state_dict: dict[str, torch.Tensor], dtype: torch.
 def save_merged_model(model, out_dir, dtype: str | None = None, is_main_process: bool = True) -> nn.Module | None:
     """Write the merged model of `model` to `out_dir` with `save_pretrained` (see [`merged_state_dict`]); every
     process calls this, the main process writes and returns the saved model (see [`build_merged_model`])."""
+    if not is_main_process and not _is_sharded(model):
+        return None  # nothing to gather: the other processes need not read their copy
     state_dict = merged_state_dict(model, keep=is_main_process)
     if not is_main_process:
         return None

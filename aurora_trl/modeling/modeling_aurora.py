@@ -565,13 +565,15 @@ register_checkpoint_conversion_mapping(
 
 def lora_target_regex(model) -> str:
     """The LoRA target regex of `model`'s backbone (LLM q/v projections only)."""
-    return type(_unwrap(model))._aurora_lora_target_regex
+    return type(unwrap_aurora_model(model))._aurora_lora_target_regex
 
 
-def _unwrap(model):
+def unwrap_aurora_model(model):
+    """The AURORA model inside accelerate/DDP/DeepSpeed (`.module`) and PEFT (`get_base_model`) wrappers."""
+    model = getattr(model, "module", model)
     while hasattr(model, "get_base_model") and not isinstance(model, AuroraSegmentationMixin):
         model = model.get_base_model()
-    return getattr(model, "module", model)
+    return model
 
 
 __all__ = [
@@ -582,4 +584,5 @@ __all__ = [
     "multimodal_token_ids",
     "select_seg_hidden_states",
     "lora_target_regex",
+    "unwrap_aurora_model",
 ]

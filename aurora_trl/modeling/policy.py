@@ -234,9 +234,9 @@ def apply_training_policy(model, policy: TrainingPolicy | None = None):
     With `use_lora` the result is a [`~peft.PeftModel`]; otherwise `requires_grad` is set in place.
     """
     policy = policy or TrainingPolicy()
-    from .modeling_aurora import _unwrap
+    from .modeling_aurora import unwrap_aurora_model
 
-    base = _unwrap(model)
+    base = unwrap_aurora_model(model)
     if policy.use_lora:
         model = wrap_with_lora(model, lora_config(base, policy), adapters_in_float32=policy.trainable_in_float32)
         if policy.token_rows == "seg-masked":

@@ -2,13 +2,8 @@
 
 from contextlib import contextmanager
 
+from aurora_trl.modeling.modeling_aurora import unwrap_aurora_model as aurora_model
 from aurora_trl.modeling.policy import keep_trainable_in_float32
-
-
-def aurora_model(model):
-    """The `AuroraForSegmentation` inside accelerate/DDP and PEFT wrappers."""
-    model = getattr(model, "module", model)
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 @contextmanager
