@@ -29,6 +29,7 @@ from aurora_trl.predict import (
     load_video,
     predict_clip,
 )
+from aurora_trl.text import MAX_ANSWER_TOKENS
 from aurora_trl.visualize import overlay_frames
 
 
@@ -82,7 +83,9 @@ def load_clip(frame_files, video_file, audio_file, num_frames: int = NUM_FRAMES)
     return frames, audio
 
 
-def make_handler(model, processor, max_new_tokens: int = 512, num_frames: int = NUM_FRAMES, workdir=None):
+def make_handler(
+    model, processor, max_new_tokens: int = MAX_ANSWER_TOKENS, num_frames: int = NUM_FRAMES, workdir=None
+):
     """The function behind the Segment button: page inputs -> (reasoning, status, strip, GIF, gallery, zip).
 
     Each clip's files (those of `Prediction.save`) go to a fresh folder under `workdir`; Gradio copies outputs into
@@ -121,7 +124,7 @@ def make_handler(model, processor, max_new_tokens: int = 512, num_frames: int = 
     return segment
 
 
-def build_demo(model, processor, max_new_tokens: int = 512, num_frames: int = NUM_FRAMES):
+def build_demo(model, processor, max_new_tokens: int = MAX_ANSWER_TOKENS, num_frames: int = NUM_FRAMES):
     """The page as a `gradio.Blocks`, not launched: `run` serves it, tests launch it in-process. The model is loaded
     by the caller, once, and shared by every request; requests run one at a time (`concurrency_limit=1`) because a
     second clip on the same device would only slow the first and double the memory."""
@@ -165,7 +168,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on; 0.0.0.0 for every interface")
     parser.add_argument("--port", type=int, default=7860, help="port to serve on")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
-    parser.add_argument("--max-new-tokens", type=int, default=512, help="length limit of the reasoning")
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=MAX_ANSWER_TOKENS,
+        help="length limit of the reasoning (AURORA: 2048; it stops at the end of turn)",
+    )
     parser.add_argument("--num-frames", type=int, default=NUM_FRAMES, help="frames sampled from an uploaded video")
 
 

@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from aurora_trl.metrics import REFAVS_BATCH_CLIPS, REFAVS_J_THRESHOLD, evaluate_clips, f_measure, mask_iou, null_s
+from aurora_trl.text import MAX_ANSWER_TOKENS
 from aurora_trl.visualize import overlay_strip
 
 
@@ -68,7 +69,7 @@ def evaluate(
     splits,
     out: Path,
     protocol: str = "refavs",
-    max_new_tokens: int = 512,
+    max_new_tokens: int = MAX_ANSWER_TOKENS,
     limit: int | None = None,
     overlays: int = 2,
     batch_size: int = REFAVS_BATCH_CLIPS,
@@ -168,7 +169,12 @@ def add_arguments(parser) -> None:
         default="refavs",
         help="refavs: the benchmark's (256 px, J at 0.4); aurora: AURORA's own variant",
     )
-    parser.add_argument("--max-new-tokens", type=int, default=512, help="length limit of the reasoning")
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=MAX_ANSWER_TOKENS,
+        help="length limit of the reasoning (AURORA: 2048; it stops at the end of turn)",
+    )
     parser.add_argument("--limit", type=int, help="score only the first N rows of each split")
     parser.add_argument(
         "--batch-size", type=int, default=REFAVS_BATCH_CLIPS, help="clips per generate call (memory vs speed)"

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from aurora_trl.text import MAX_ANSWER_TOKENS
 from aurora_trl.visualize import mask_image, overlay_strip, save_overlay_gif
 
 
@@ -114,7 +115,7 @@ def load_audio(path) -> np.ndarray:
 
 
 def predict_clip(
-    model, processor, frames, audio, expression: str, max_new_tokens: int = 512, **generate_kwargs
+    model, processor, frames, audio, expression: str, max_new_tokens: int = MAX_ANSWER_TOKENS, **generate_kwargs
 ) -> Prediction:
     """Run `model.segment` on one clip and keep what the outputs need."""
     if not expression.strip():
@@ -183,7 +184,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--audio", help="audio file; default: the video's sound track (none for --frames)")
     parser.add_argument("--expression", required=True, help='the referring expression, e.g. "the dog barking first"')
     parser.add_argument("--num-frames", type=int, default=NUM_FRAMES, help="frames sampled from --video")
-    parser.add_argument("--max-new-tokens", type=int, default=512, help="length limit of the reasoning")
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=MAX_ANSWER_TOKENS,
+        help="length limit of the reasoning (AURORA: 2048; it stops at the end of turn)",
+    )
     parser.add_argument("--out", required=True, help="folder for reasoning.txt, masks/, overlay.png/.gif")
 
 

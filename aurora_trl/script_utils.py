@@ -17,6 +17,8 @@ from aurora_trl.modeling import AuroraForSegmentation, load_processor
 from aurora_trl.modeling.export import save_merged_model
 from aurora_trl.modeling.hub import model_card
 from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy
+from aurora_trl.modeling.processing import DEFAULT_AUDIO_SECONDS, DEFAULT_MAX_PIXELS, bound_processor
+from aurora_trl.reporting import check_report_to
 
 
 # Each run also writes the full (LoRA-merged) model here, under output_dir: the next stage starts from it.
@@ -36,6 +38,21 @@ class AuroraScriptArguments(ScriptArguments):
         default=None, metadata={"help": "SAM input size when building from a base checkpoint (AURORA 224, LISA 1024)."}
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training rows."})
+    max_pixels: int = field(
+        default=DEFAULT_MAX_PIXELS,
+        metadata={
+            "help": "Largest frame area in pixels the LLM sees (larger frames are resized down, aspect kept); saved "
+            "with the processor, so eval, predict and the demo use it too. Default 384² as AURORA's vision tower: "
+            "180 tokens for a 16:9 frame, 169 for a square one."
+        },
+    )
+    audio_seconds: float = field(
+        default=DEFAULT_AUDIO_SECONDS,
+        metadata={
+            "help": "Audio length the features are padded or cut to (Ref-AVS clips are 10 s); saved with the "
+            "processor."
+        },
+    )
     token_rows: str = field(
         default="seg",
         metadata={
@@ -77,7 +94,9 @@ def load_model(script_args: AuroraScriptArguments, model_args: ModelConfig, trus
         quantization.llm_int8_skip_modules = AuroraForSegmentation.unquantized_modules()
         kwargs.update(quantization_config=quantization, device_map={"": str(PartialState().device)})
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-    processor = load_processor(path, trust_remote_code=trust_remote_code)
+    processor = bound_processor(
+        load_processor(path, trust_remote_code=trust_remote_code), script_args.max_pixels, script_args.audio_seconds
+    )
     if config.model_type == AuroraForSegmentation.config_class.model_type:
         return AuroraForSegmentation.from_pretrained(path, **kwargs), processor
     overrides = {"sam_image_size": script_args.sam_image_size} if script_args.sam_image_size else None
@@ -153,9 +172,10 @@ def check_fsdp_device(training_args) -> None:
 def prepare_run(script_args: AuroraScriptArguments, training_args, model_args: ModelConfig):
     """`(train split, eval split or None, model with AURORA's training policy applied, processor)` of a run.
 
-    Checks first that the sharding asked for can run here and that `output_dir` is writable: a clear error now rather
-    than a silently unsharded run or a lost run at the first save.
+    Checks first that the `report_to` integrations are installed, that the sharding asked for can run here and that
+    `output_dir` is writable: a clear error now rather than a failed, silently unsharded or lost run later.
     """
+    check_report_to(training_args.report_to)
     check_fsdp_device(training_args)
     if training_args.should_save:  # the process that writes checkpoints
         check_output_dir(training_args.output_dir)

@@ -20,6 +20,8 @@ ANSWER_SUFFIX = f"It is {SEG_TOKEN}."
 REFLECT_TRIGGER = " Wait, let me reconsider. "
 NULL_CLASS = "null"
 NUM_FRAMES = 10
+# AURORA's inference generates up to 2,048 tokens; with Qwen2.5-Omni's tokenizer a 2,000-character CoT is 554.
+MAX_ANSWER_TOKENS = 2048
 
 # AURORA's system message, verbatim (including the two spaces before "Your answers").
 SYSTEM_PROMPT = (
@@ -92,9 +94,17 @@ def format_cot(image: str, audio: str, reference: str, class_name: str) -> str:
     )
 
 
+def without_answer(text: str) -> str:
+    """`text` without its segmentation sentence and without any other `[SEG]`: a model's own answer (or a dump's
+    path) often ends with `It is [SEG].`, and a target built from it must still hold exactly one `[SEG]`."""
+    for sentence in (ANSWER_SUFFIX, SEG_TOKEN):  # whole sentences first, so that no "It is ." is left
+        text = re.sub(r"\s*" + re.escape(sentence), "", text)
+    return text.strip()
+
+
 def sft_target(reasoning: str) -> str:
-    """The Stage-1/Stage-2 SFT answer: reasoning followed by the segmentation sentence."""
-    return f"{reasoning.strip()} {ANSWER_SUFFIX}"
+    """The Stage-1/Stage-2 SFT answer: reasoning followed by the segmentation sentence (its one `[SEG]`)."""
+    return f"{without_answer(reasoning)} {ANSWER_SUFFIX}"
 
 
 def teacher_target(class_name: str) -> str:
@@ -103,8 +113,9 @@ def teacher_target(class_name: str) -> str:
 
 
 def reflective_path(y_wrong: str, y_correct: str) -> str:
-    """Stage-2 target text: the first (wrong) path, the trigger, then the corrected path."""
-    return f"{y_wrong.strip()}{REFLECT_TRIGGER}{y_correct.strip()}"
+    """Stage-2 target text: the first (wrong) path, the trigger, then the corrected path, each without its answer
+    sentence (the SFT target appends the one `It is [SEG].`)."""
+    return f"{without_answer(y_wrong)}{REFLECT_TRIGGER}{without_answer(y_correct)}"
 
 
 def class_from_uid(uid: str) -> str:

@@ -1,6 +1,6 @@
 """Stage-1 CoT paths from a Qwen2.5-Omni thinker, written as JSON lines; resumable.
 
-    aurora-trl data cot --model PATH --data DIR --out FILE [--split train] [--max-new-tokens 512] [--limit N]
+    aurora-trl data cot --model PATH --data DIR --out FILE [--split train] [--max-new-tokens 2048] [--limit N]
 
 For each row of a built data set (`aurora-trl data build`), the thinker hears the clip's audio, sees its frames,
 is told the ground-truth class (AURORA's CoT generation prompt is not public; ours is
@@ -22,7 +22,13 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from aurora_trl.text import cot_generation_prompt, has_canonical_steps, names_class, parse_answer_class
+from aurora_trl.text import (
+    MAX_ANSWER_TOKENS,
+    cot_generation_prompt,
+    has_canonical_steps,
+    names_class,
+    parse_answer_class,
+)
 from data_prep.dumps import read_jsonl_records
 
 
@@ -54,7 +60,7 @@ def prepare_output(path: Path) -> set[str]:
     return {r["uid"] for r in read_jsonl_records(path) if isinstance(r.get("uid"), str)}
 
 
-def generate_cot(model, processor, rows, max_new_tokens: int = 512) -> list[str]:
+def generate_cot(model, processor, rows, max_new_tokens: int = MAX_ANSWER_TOKENS) -> list[str]:
     """Greedy CoT text for a batch of data-set rows (each with expression, class_name, images, audio)."""
     import torch
 
@@ -84,11 +90,14 @@ def load_thinker(path: str, device: str):
     import torch
     from transformers import Qwen2_5OmniThinkerForConditionalGeneration
 
-    from aurora_trl.modeling.processing import load_processor
+    from aurora_trl.modeling.modeling_aurora import stop_at_end_of_turn
+    from aurora_trl.modeling.processing import bound_processor, load_processor
 
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(path, dtype=dtype).to(device).eval()
-    return model, load_processor(path)
+    processor = bound_processor(load_processor(path))  # the frame and audio caps the training recipes use
+    stop_at_end_of_turn(model.generation_config, processor.tokenizer)
+    return model, processor
 
 
 def add_arguments(parser) -> None:
@@ -96,7 +105,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="data set folder written by `aurora-trl data build`")
     parser.add_argument("--out", required=True, help="JSON-lines file to append to (resumable)")
     parser.add_argument("--split", default="train", help="split to run over")
-    parser.add_argument("--max-new-tokens", type=int, default=512, help="generation length limit")
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=MAX_ANSWER_TOKENS,
+        help="generation length limit (it stops at the end of turn)",
+    )
     parser.add_argument("--batch-size", type=int, default=1, help="rows per generate call")
     parser.add_argument("--limit", type=int, help="stop after this many rows of the split (done ones included)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")

@@ -73,3 +73,32 @@ def tiny_clip():
     frames = [Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)) for _ in range(10)]
     audio = (0.1 * np.sin(np.linspace(0, 3000, 16000))).astype("float32")
     return frames, audio
+
+
+# ---- Qwen2.5-Omni's real tokenizer and stock processor (tests/qwen_real.py) ----
+
+
+@pytest.fixture(scope="session")
+def real_base_dir(tmp_path_factory):
+    """A small Qwen2.5-Omni thinker with the real tokenizer, the stock processor and the full vocabulary, in the
+    Hub's layout, with no end-of-turn token in its generation config."""
+    from tests.qwen_real import write_real_base
+
+    return write_real_base(tmp_path_factory.mktemp("real_base") / "thinker")
+
+
+@pytest.fixture(scope="session")
+def real_aurora_dir(real_base_dir, tmp_path_factory):
+    """`real_base_dir` built into an AURORA model (small SAM at 64 px) as a training run builds it: `[SEG]` added, the
+    recipes' frame and audio caps on the processor; saved once."""
+    from aurora_trl.modeling import AuroraForSegmentation, load_processor
+    from aurora_trl.modeling.processing import bound_processor
+    from aurora_trl.modeling.tiny import TINY_SAM
+
+    processor = bound_processor(load_processor(real_base_dir))  # as `load_model` does, with the recipes' defaults
+    overrides = {**TINY_SAM, "sam_image_size": 64}
+    model, processor = AuroraForSegmentation.from_base(real_base_dir, processor, config_overrides=overrides)
+    out = tmp_path_factory.mktemp("real_aurora") / "model"
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out

@@ -92,3 +92,21 @@ def test_generation_batches_do_not_change_the_scores(tiny_aurora, synth_dataset,
             assert results[batch_size][0][split]["clips"] == results[1][0][split]["clips"]
             for key, value in results[1][0][split].items():
                 assert abs(results[batch_size][0][split][key] - value) < 1e-5, (batch_size, split, key)
+
+
+def test_inference_generates_as_long_as_auroras():
+    """AURORA infers with up to 2,048 new tokens (a 2,000-character CoT is 554 of Qwen2.5-Omni's tokens): eval,
+    predict, the demo, `data cot` and `segment()` must not cut answers at 512; they stop at the end of turn."""
+    import argparse
+    import inspect
+
+    from aurora_trl import demo, evaluate, predict
+    from aurora_trl.modeling import AuroraForSegmentation
+    from data_prep import cot
+
+    for module in (evaluate, predict, demo, cot):
+        parser = argparse.ArgumentParser()
+        module.add_arguments(parser)
+        assert parser.get_default("max_new_tokens") == 2048, module.__name__
+    for method in (AuroraForSegmentation.segment, AuroraForSegmentation.segment_batch):
+        assert inspect.signature(method).parameters["max_new_tokens"].default == 2048

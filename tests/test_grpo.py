@@ -204,3 +204,47 @@ def test_kl_term_with_a_reference_model(tiny_aurora_dir, synth_dataset, tmp_path
     assert (trainer.ref_model is None) == lora
     trainer.train()
     assert math.isfinite(trainer.state.log_history[0]["kl"])
+
+
+def test_buffered_rollouts_are_reused_across_iterations_and_steps(tiny_aurora_dir, synth_dataset, tmp_path):
+    """`num_iterations: 2` and `steps_per_generation: 2`: TRL keeps one generated batch for four optimizer steps and
+    hands its slices over again; the audio features and rollout indices must still be in them."""
+    dataset = load_from_disk(str(synth_dataset))["train"]
+    trainer = make_trainer(
+        tiny_aurora_dir,
+        dataset,
+        tmp_path,
+        num_iterations=2,
+        steps_per_generation=2,
+        max_steps=4,
+        max_completion_length=6,
+    )
+    trainer.train()
+    assert trainer.state.global_step == 4
+    assert all(math.isfinite(entry["mask/bce"]) for entry in trainer.state.log_history if "mask/bce" in entry)
+
+
+def test_grpo_recipe_is_aurora_loss_and_one_dropout_free_policy(tiny_aurora_dir, synth_dataset, tmp_path):
+    """recipes/grpo.yaml: AURORA's per-rollout mean (`loss_type: grpo`, not TRL's default `dapo`), rollouts long
+    enough for a CoT, and no dropout anywhere, LoRA's included, so the rollouts, the IoU forward and the loss forward
+    see one policy."""
+    from pathlib import Path
+
+    from torch import nn
+
+    from aurora_trl.launch import parse_recipe
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "grpo.yaml"
+    _, (_, training_args, model_args) = parse_recipe(recipe, ["--use_cpu", "True", "--bf16", "False"])
+    assert training_args.loss_type == "grpo"
+    assert training_args.max_completion_length >= 1024  # AURORA's 150 cuts a four-step CoT before `It is [SEG].`
+    model = AuroraForSegmentation.from_pretrained(tiny_aurora_dir)
+    model = apply_training_policy(model, TrainingPolicy(lora_dropout=model_args.lora_dropout))
+    assert any(isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules())  # the recipe's LoRA has dropout
+    trainer = AuroraGRPOTrainer(
+        model=model,
+        args=grpo_config(tmp_path / "grpo", disable_dropout=training_args.disable_dropout),
+        train_dataset=load_from_disk(str(synth_dataset))["train"],
+        processing_class=load_processor(tiny_aurora_dir),
+    )
+    assert all(m.p == 0 for m in trainer.model.modules() if isinstance(m, nn.Dropout))

@@ -417,13 +417,6 @@ def test_segment_batch_rejects_mixed_audio(tiny_aurora, tiny_clip):
         model.segment_batch([(frames, audio, "a"), (frames, None, "b")], processor=processor)
 
 
-def test_video_input_needs_the_video_processor(tiny_aurora, tiny_clip):
-    model, processor = tiny_aurora  # the no-video processor (no torchvision here)
-    model.config.frames_as_video = True
-    with pytest.raises(ValueError, match="torchvision"):
-        model.prepare_inputs(processor, *tiny_clip, "the dog")
-
-
 def test_processor_and_config_round_trip(tiny_aurora_dir):
     processor = load_processor(tiny_aurora_dir)
     assert SEG_TOKEN in processor.tokenizer.get_vocab()

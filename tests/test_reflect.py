@@ -100,3 +100,21 @@ def test_cli_unreadable_file_is_a_clear_error(tmp_path, capsys):
     )
     assert rc == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_reflective_target_holds_exactly_one_seg():
+    """A Stage-1 model's own answer ends with `It is [SEG].` (and a dump may keep it in both paths): the reflective
+    target must still hold one `[SEG]`, at its end, or it teaches two and earns format reward 0."""
+    from aurora_trl.rewards import format_reward
+    from aurora_trl.text import ANSWER_SUFFIX, SEG_TOKEN, sft_target
+
+    y_wrong = f"{cot('piano')} {ANSWER_SUFFIX}"
+    kept, _ = build_reflective({"v_1_guitar_1": y_wrong}, {"v_1_guitar_1": f"{cot('guitar')} {ANSWER_SUFFIX}"})
+    reflective = kept[0]["reflective"]
+    assert reflective == cot("piano") + REFLECT_TRIGGER + cot("guitar")
+    assert kept[0]["y_wrong"] == y_wrong  # the pair itself is kept as given
+    # the SFT target of a dump's reflective text that still holds the sentences twice
+    for text in (reflective, f"{y_wrong}{REFLECT_TRIGGER}{cot('guitar')} {ANSWER_SUFFIX}"):
+        target = sft_target(text)
+        assert target.count(SEG_TOKEN) == 1 and target.endswith(ANSWER_SUFFIX) and "It is ." not in target
+        assert format_reward([target]) == [1.0]

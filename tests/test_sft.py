@@ -25,6 +25,28 @@ def test_collator_labels_only_the_response(tiny_aurora_dir, synth_dataset):
     assert batch["input_features"].shape[0] == 2 and batch["image_grid_thw"].shape[0] == 20
 
 
+def test_real_recipes_collate_in_worker_processes(tiny_aurora_dir, synth_dataset):
+    """The real recipes decode and process frames in `dataloader_num_workers` processes (a 720p row costs about 2 s
+    of processing): the collator must give there the batch it gives in the main process."""
+    from pathlib import Path
+
+    from torch.utils.data import DataLoader
+
+    from aurora_trl.launch import parse_recipe
+
+    recipes = Path(__file__).resolve().parents[1] / "recipes"
+    for name in ("teacher", "sft", "reflect", "grpo"):
+        _, (_, training_args, _) = parse_recipe(recipes / f"{name}.yaml", ["--use_cpu", "True", "--bf16", "False"])
+        assert training_args.dataloader_num_workers >= 2, name
+    _, processor = tiny_policy_model(tiny_aurora_dir)
+    rows = load_from_disk(str(synth_dataset))["train"].select(range(4))
+    collator = AuroraCollator(processor, 64, "reasoning")
+    in_workers = list(DataLoader(rows, batch_size=2, num_workers=2, collate_fn=collator))
+    for batch, expected in zip(in_workers, [collator([rows[0], rows[1]]), collator([rows[2], rows[3]])]):
+        for key in ("input_ids", "labels", "pixel_values", "input_features", "sam_pixel_values"):
+            assert torch.equal(batch[key], expected[key]), key
+
+
 def test_sft_step_trains_the_right_parts_and_logs_each_term(tiny_aurora_dir, synth_dataset, tmp_path):
     model, processor = tiny_policy_model(tiny_aurora_dir)
     dataset = load_from_disk(str(synth_dataset))

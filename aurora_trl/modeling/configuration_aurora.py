@@ -20,9 +20,6 @@ class AuroraSegmentationFields:
     r"""
     seg_token_id (`int`, *optional*):
         Id of the `[SEG]` token (a normal added token). Set by [`add_seg_token`] / `from_base`.
-    frames_as_video (`bool`, *optional*, defaults to `False`):
-        Feed the T frames to the backbone as one video instead of T images. Needs the torchvision-backed video
-        processor; AURORA's own base reads frames as a video. The image path is the one tested on CPU machines.
     sam_image_size (`int`, *optional*, defaults to `224`):
         SAM input size in pixels. AURORA uses 224 (14×14 image embedding), LISA and SAM's pretraining 1024.
     sam_embed_dim (`int`, *optional*, defaults to `1280`):
@@ -50,7 +47,6 @@ class AuroraSegmentationFields:
     """
 
     seg_token_id: int | None = None
-    frames_as_video: bool = False
     sam_image_size: int = 224
     sam_embed_dim: int = 1280
     sam_depth: int = 32
@@ -92,8 +88,8 @@ class AuroraSegmentationFields:
 class AuroraConfig(Qwen2_5OmniThinkerConfig, AuroraSegmentationFields):
     r"""
     Configuration of [`AuroraForSegmentation`] on the Qwen2.5-Omni thinker: every field of
-    [`~transformers.Qwen2_5OmniThinkerConfig`] plus those of [`AuroraSegmentationFields`] (`seg_token_id`,
-    `frames_as_video` and the `sam_*` dimensions).
+    [`~transformers.Qwen2_5OmniThinkerConfig`] plus those of [`AuroraSegmentationFields`] (`seg_token_id` and
+    the `sam_*` dimensions).
 
     Example:
 

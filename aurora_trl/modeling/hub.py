@@ -71,7 +71,6 @@ def model_card(
         f"| stage | {STAGES.get(stage, stage) if stage else 'unknown'} |",
         f"| training data | {', '.join(datasets) if datasets else 'unknown'} |",
         f"| SAM | ViT {config.sam_embed_dim}×{config.sam_depth} at {config.sam_image_size}² px |",
-        f"| frames as | {'video' if config.frames_as_video else 'images'} |",
         "",
         "## Metrics",
         "",

@@ -50,7 +50,7 @@ from transformers.conversion_mapping import (
 )
 from transformers.utils import ModelOutput
 
-from ..text import ANSWER_SUFFIX, SEG_TOKEN, build_prompt
+from ..text import ANSWER_SUFFIX, MAX_ANSWER_TOKENS, SEG_TOKEN, build_prompt
 from .configuration_aurora import AuroraConfig
 from .processing import load_processor
 from .sam import build_sam, decode_masks, init_sam_module, postprocess_masks, preprocess_frames
@@ -68,6 +68,16 @@ def add_seg_token(tokenizer) -> int:
     if SEG_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_tokens([SEG_TOKEN])
     return tokenizer.convert_tokens_to_ids(SEG_TOKEN)
+
+
+def stop_at_end_of_turn(generation_config, tokenizer) -> None:
+    """Make generation stop at the tokenizer's end of turn (and pad with its pad token) where the generation config
+    names none: a Qwen2.5-Omni checkpoint saved by transformers 5 has no `eos_token_id` in `generation_config.json`,
+    and without one `generate` runs to `max_new_tokens`, keeping whatever follows the turn."""
+    if generation_config.eos_token_id is None and tokenizer.eos_token_id is not None:
+        generation_config.eos_token_id = tokenizer.eos_token_id
+    if generation_config.pad_token_id is None:
+        generation_config.pad_token_id = tokenizer.pad_token_id
 
 
 def select_seg_hidden_states(
@@ -190,6 +200,28 @@ class AuroraSegmentationMixin:
         if not init_sam_module(module):
             super()._init_weights(module)
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """transformers' `from_pretrained`, then [`stop_at_end_of_turn`] with the folder's tokenizer when the saved
+        generation config names no end-of-turn token."""
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        if model.generation_config.eos_token_id is None:
+            from transformers import AutoTokenizer
+
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path)
+            except (OSError, ValueError) as error:
+                logger.warning(
+                    "%s names no end-of-turn token and has no tokenizer (%s): generation runs to max_new_tokens "
+                    "unless generation_config.eos_token_id is set",
+                    pretrained_model_name_or_path,
+                    error,
+                )
+            else:
+                stop_at_end_of_turn(model.generation_config, tokenizer)
+        return loaded
+
     # ----- the backbone seam -----
     def get_backbone(self) -> nn.Module:
         """The module that merges text, image and audio embeddings and returns `last_hidden_state` (the one TRL's
@@ -300,7 +332,7 @@ class AuroraSegmentationMixin:
         audio=None,
         expression: str = "",
         processor=None,
-        max_new_tokens: int = 512,
+        max_new_tokens: int = MAX_ANSWER_TOKENS,
         sampling_rate: int = 16000,
         **generate_kwargs,
     ) -> SegmentationOutput:
@@ -315,8 +347,8 @@ class AuroraSegmentationMixin:
                 The referring expression.
             processor (*optional*):
                 The model's processor; loaded from `config._name_or_path` when omitted.
-            max_new_tokens (`int`, *optional*, defaults to `512`):
-                Length limit of the answer.
+            max_new_tokens (`int`, *optional*, defaults to `2048`):
+                Length limit of the answer (AURORA's); generation stops earlier at the end of turn.
             sampling_rate (`int`, *optional*, defaults to `16000`):
                 Sampling rate of `audio`.
             **generate_kwargs:
@@ -335,7 +367,7 @@ class AuroraSegmentationMixin:
         self,
         clips: Sequence[tuple],
         processor=None,
-        max_new_tokens: int = 512,
+        max_new_tokens: int = MAX_ANSWER_TOKENS,
         sampling_rate: int = 16000,
         **generate_kwargs,
     ) -> list[SegmentationOutput]:
@@ -417,19 +449,7 @@ class AuroraSegmentationMixin:
         texts, kwargs = [], {}
         for frames, audio, expression in clips:
             messages = build_prompt(expression, num_frames=len(frames), with_audio=audio is not None)
-            if self.config.frames_as_video:
-                # One video block instead of T image blocks; needs the torchvision-backed video processor.
-                if getattr(processor, "video_processor", None) is None:
-                    raise ValueError(
-                        "config.frames_as_video needs a processor with a video processor, which needs torchvision; "
-                        "load it with load_processor() in an environment where torchvision imports, or set "
-                        "frames_as_video=False to feed the frames as images"
-                    )
-                messages[-1]["content"] = [b for b in messages[-1]["content"] if b["type"] != "image"]
-                messages[-1]["content"].insert(1 if audio is not None else 0, {"type": "video"})
-                kwargs.setdefault("videos", []).append(list(frames))
-            else:
-                kwargs.setdefault("images", []).extend(frames)
+            kwargs.setdefault("images", []).extend(frames)
             if audio is not None:
                 kwargs.setdefault("audio", []).append(audio)
                 kwargs["sampling_rate"] = sampling_rate
@@ -476,7 +496,9 @@ class AuroraSegmentationMixin:
             base_model_name_or_path=str(base_model_name_or_path),
             **(config_overrides or {}),
         )
-        model, info = cls.from_pretrained(base_model_name_or_path, config=config, output_loading_info=True, **kwargs)
+        # transformers' own loading: the end of turn comes from `processor` below, not from a second tokenizer load
+        loader = super().from_pretrained
+        model, info = loader(base_model_name_or_path, config=config, output_loading_info=True, **kwargs)
         missing = [k for k in info["missing_keys"] if not k.startswith(cls._aurora_new_module_prefixes)]
         if missing:
             raise RuntimeError(
@@ -489,6 +511,7 @@ class AuroraSegmentationMixin:
             from .sam import load_sam_checkpoint
 
             load_sam_checkpoint(model.sam, sam_checkpoint)
+        stop_at_end_of_turn(model.generation_config, processor.tokenizer)
         model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
         return model, processor
 
@@ -525,7 +548,7 @@ def _left_padded_with_answers(
 
 
 class AuroraForSegmentation(AuroraSegmentationMixin, Qwen2_5OmniThinkerForConditionalGeneration):
-    """AURORA on the Qwen2.5-Omni thinker: frames as images (or a video), audio, text → reasoning, `[SEG]`, masks.
+    """AURORA on the Qwen2.5-Omni thinker: frames as images, audio, text → reasoning, `[SEG]`, masks.
 
     The forward is the thinker's (TRL's trainers call it unchanged); masks come from [`seg_embeddings`] and
     [`predict_masks`], or end to end from [`segment`].
@@ -583,6 +606,7 @@ __all__ = [
     "add_seg_token",
     "multimodal_token_ids",
     "select_seg_hidden_states",
+    "stop_at_end_of_turn",
     "lora_target_regex",
     "unwrap_aurora_model",
 ]

@@ -7,18 +7,30 @@ the 10 frames of a clip as 10 images, so the video processor is not needed: [`Om
 `video_processor` out of the signature is enough for `save_pretrained` / `from_pretrained` to skip it.
 
 [`load_processor`] is the one entry point the rest of the package uses: it returns the stock processor when
-torchvision works (so the video input option of [`AuroraConfig`] can be used), and the no-video subclass otherwise.
+torchvision works, and the no-video subclass otherwise.
+
+**Bounded inputs.** The stock settings let a frame grow to 12.8 M pixels (16,384 LLM tokens) and pad every clip's
+audio to 300 s of features. [`bound_processor`] caps both, once, on the processor that is saved with the model: the
+same caps then hold in training, evaluation, prediction and the demo. [`media_token_count`] gives the tokens the
+processor expands a prompt's frames and audio into, from their sizes alone (no pixel or audio processing).
 """
 
 import importlib.util
 import logging
 import os
+from collections.abc import Sequence
 
 from transformers import Qwen2_5OmniProcessor
 from transformers.processing_utils import ProcessorMixin
 
 
 logger = logging.getLogger(__name__)
+
+# AURORA's vision tower sees each frame at 384 x 384: the same pixel budget gives Qwen2.5-Omni 180 tokens for a 16:9
+# frame (the stock cap is 12,845,056 pixels, 2,691 tokens for a 1080p frame).
+DEFAULT_MAX_PIXELS = 384 * 384
+# Ref-AVS clips are 10 s long; the stock feature extractor pads every waveform to 300 s.
+DEFAULT_AUDIO_SECONDS = 10
 
 
 class OmniProcessorNoVideo(Qwen2_5OmniProcessor):
@@ -88,3 +100,44 @@ def load_processor(path: str | os.PathLike, **kwargs) -> Qwen2_5OmniProcessor:
         except Exception as error:  # e.g. a processor saved by OmniProcessorNoVideo without a video config
             logger.warning("Falling back to OmniProcessorNoVideo for %s: %s", path, error)
     return OmniProcessorNoVideo.from_pretrained(path, **kwargs)
+
+
+def bound_processor(processor, max_pixels: int = DEFAULT_MAX_PIXELS, audio_seconds: float = DEFAULT_AUDIO_SECONDS):
+    """Cap the pixels of each frame and the seconds of audio the processor turns into LLM tokens (in place).
+
+    Frames larger than `max_pixels` are resized down, keeping their aspect ratio (the image processor's own
+    `smart_resize`); audio features are padded, and longer audio cut, to `audio_seconds`. The caps are part of the
+    processor's saved configuration, so a checkpoint's processor carries them to evaluation and prediction.
+
+    Args:
+        processor: An Omni processor (stock or [`OmniProcessorNoVideo`]).
+        max_pixels (`int`, *optional*, defaults to `147456` (384²)):
+            Largest frame area, in pixels, given to the LLM's vision tower.
+        audio_seconds (`float`, *optional*, defaults to `10`):
+            Audio length the features are padded or cut to.
+
+    Returns:
+        The same processor.
+    """
+    image_processor = processor.image_processor
+    min_pixels = min(image_processor.size["shortest_edge"], max_pixels)
+    image_processor.size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
+    extractor = processor.feature_extractor
+    extractor.chunk_length = audio_seconds
+    extractor.n_samples = int(audio_seconds * extractor.sampling_rate)
+    extractor.nb_max_frames = extractor.n_samples // extractor.hop_length
+    return processor
+
+
+def media_token_count(processor, image_sizes: Sequence[tuple[int, int]], audio_samples: int | None) -> int:
+    """How many tokens the processor expands one prompt's frames and audio into (their placeholders included).
+
+    Args:
+        image_sizes: `(height, width)` of each frame.
+        audio_samples (`int` or `None`): Length of the waveform in samples, `None` for a prompt without audio.
+    """
+    counts = processor._get_num_multimodal_tokens(
+        image_sizes=[list(size) for size in image_sizes],
+        audio_lengths=None if audio_samples is None else [audio_samples],
+    )
+    return sum(counts.num_image_tokens) + sum(getattr(counts, "num_audio_tokens", None) or [])

@@ -134,15 +134,17 @@ def build_tiny_processor(with_seg: bool = False, image_tokens: int = 4) -> OmniP
     )
 
 
-def tiny_thinker_config(tokenizer, hidden_size: int = 64, config_class=Qwen2_5OmniThinkerConfig, **extra):
+def tiny_thinker_config(
+    tokenizer, hidden_size: int = 64, config_class=Qwen2_5OmniThinkerConfig, vocab_size: int | None = None, **extra
+):
     """A tiny [`~transformers.Qwen2_5OmniThinkerConfig`] (or `config_class`) whose token ids match `tokenizer`.
 
-    The vocabulary is the tokenizer length rounded up to a multiple of 64 with at least one spare row, so that
-    adding `[SEG]` later needs no resize (a base checkpoint with spare rows behaves the same way). `extra` are
+    The vocabulary (`vocab_size` rows, by default the tokenizer length rounded up to a multiple of 64 with at least
+    one spare row) leaves room for `[SEG]` without a resize, as a base checkpoint's spare rows do. `extra` are
     further config fields.
     """
     ids = tokenizer.convert_tokens_to_ids
-    vocab_size = (len(tokenizer) // 64 + 1) * 64
+    vocab_size = vocab_size or (len(tokenizer) // 64 + 1) * 64
     text_config = dict(
         vocab_size=vocab_size,
         hidden_size=hidden_size,

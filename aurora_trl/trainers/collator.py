@@ -3,7 +3,9 @@ tensors, SAM's frames, the ground-truth masks, and (for distillation) the teache
 
 A row is one data-set example (`data_prep/schema.py`). The prompt is expanded by the processor alone (its image and
 audio placeholders become as many tokens as the features need), then the response tokens are appended, so the
-labels mark the response exactly, with no re-tokenisation of a joined string.
+labels mark the response exactly, with no re-tokenisation of a joined string. [`sequence_length`] gives the length
+of that sequence without processing any pixel or sample, so rows too long for `max_length` can be reported before
+training rather than cut.
 """
 
 import io
@@ -13,6 +15,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from aurora_trl.modeling.processing import media_token_count
 from aurora_trl.modeling.sam import preprocess_frames
 from aurora_trl.text import build_prompt, sft_target, teacher_target
 
@@ -38,6 +41,27 @@ def decode_audio(wav_bytes: bytes) -> np.ndarray:
     if rate != SAMPLING_RATE:
         raise ValueError(f"audio at {rate} Hz: the data set stores 16 kHz (rebuild it with `aurora-trl data build`)")
     return wave
+
+
+def row_prompt(row: dict, num_frames: int) -> list[dict]:
+    """The conversational prompt of a data-set row (its own `prompt` column, or the package's template)."""
+    return row.get("prompt") or build_prompt(row["expression"], num_frames=num_frames)
+
+
+def response_ids(tokenizer, text: str) -> list[int]:
+    """Token ids of a response: its text, then the end of turn."""
+    return tokenizer(text + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+
+
+def sequence_length(processor, row: dict, target: str, image_sizes, audio_samples: int) -> int:
+    """Tokens of the sequence [`AuroraCollator`] builds for `row` (the prompt as the processor expands it, then the
+    response), from the frames' `(height, width)` and the audio's length alone."""
+    text = processor.apply_chat_template(row_prompt(row, len(image_sizes)), add_generation_prompt=True, tokenize=False)
+    placeholders = (processor.image_token, processor.audio_token)
+    placeholder_ids = set(processor.tokenizer.convert_tokens_to_ids(list(placeholders)))
+    plain = sum(1 for i in processor.tokenizer(text)["input_ids"] if i not in placeholder_ids)
+    multimodal = media_token_count(processor, image_sizes, audio_samples)
+    return plain + multimodal + len(response_ids(processor.tokenizer, target_text(row, target)))
 
 
 def mask_tensor(masks) -> torch.Tensor:
@@ -68,7 +92,7 @@ class AuroraCollator:
         sam_pixels, input_sizes, original_sizes, gt_masks = [], [], [], []
         for row in rows:
             frames = [img.convert("RGB") for img in row["images"]]
-            prompt = row.get("prompt") or build_prompt(row["expression"], num_frames=len(frames))
+            prompt = row_prompt(row, len(frames))
             text = self.processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
             encoded = self.processor(
                 text=[text], images=frames, audio=[decode_audio(row["audio"])], return_tensors="pt"
@@ -99,9 +123,7 @@ class AuroraCollator:
         return batch
 
     def _response_ids(self, text: str) -> torch.Tensor:
-        tokenizer = self.processor.tokenizer
-        ids = tokenizer(text + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
-        return torch.tensor(ids, dtype=torch.long)
+        return torch.tensor(response_ids(self.processor.tokenizer, text), dtype=torch.long)
 
     @staticmethod
     def _pad(sequences: list[tuple[torch.Tensor, torch.Tensor]], pad_id: int) -> dict:

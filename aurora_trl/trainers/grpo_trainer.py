@@ -18,6 +18,8 @@ a step meets them:
    the `[SEG]` states of that same policy forward. A rollout that wrote no `[SEG]` has none there: its masks are
    decoded from the state the IoU forward found at its appended `[SEG]` (detached, so its mask loss trains the
    projector and the decoder only); `mask/seg_emitted` logs the share of rollouts that wrote one.
+6. `log`: with `log_completions`, writes the logged prompts and completions as text, which every `report_to`
+   backend takes (W&B refuses TRL's message lists).
 
 Log-probs are read on the processor-expanded sequence (the Omni processor expands the image and audio placeholders
 before tokenisation), so completion tokens are scored at their own positions, unlike AURORA's GRPO code.
@@ -33,6 +35,7 @@ from aurora_trl.metrics import clip_iou
 from aurora_trl.modeling.embedding_cache import SamEmbeddingCache
 from aurora_trl.modeling.modeling_aurora import multimodal_token_ids, select_seg_hidden_states
 from aurora_trl.modeling.sam import preprocess_frames
+from aurora_trl.reporting import conversation_text
 from aurora_trl.rewards import REWARD_FUNCS
 from aurora_trl.trainers.checkpointing import SafeSavingMixin
 from aurora_trl.trainers.collator import SAMPLING_RATE, decode_audio, mask_tensor
@@ -235,6 +238,9 @@ class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
 
     def _compute_loss(self, model, inputs):
         mode = "train" if self.model.training else "eval"
+        # TRL buffers the generated batch and passes its slices again (num_iterations > 1, steps_per_generation > 1):
+        # read the audio and rollout keys from a copy, never by popping them from the buffer.
+        inputs = dict(inputs)
         self._logps_audio = {key: inputs.pop(key) for key in AUDIO_KEYS}
         indices = inputs.pop("rollout_index")
         loss = super()._compute_loss(model, inputs)
@@ -257,3 +263,19 @@ class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
         self._metrics[mode]["mask/dice"].append(self.accelerator.gather(dice.detach()).mean().item())
         self._metrics[mode]["mask/seg_emitted"].append(self.accelerator.gather(found.float()).mean().item())
         return loss
+
+    # ------------------------------------------------------------------------------------------ logging
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        # TRL's completions table holds each prompt and completion as a list of messages whose content blocks differ
+        # in their keys; W&B refuses that column ("Data row contained incompatible types"). Written as text, they go
+        # to every backend and to the parquet files under output_dir/completions alike. The prompts were logged
+        # without their audio block (stripped before TRL's rollout); `with_audio` marks it where the model heard it.
+        if self.accelerator.is_main_process and self.log_completions:
+            prompts = [
+                p if isinstance(p, str) else conversation_text(with_audio(p, None)) for p in self._logs["prompt"]
+            ]
+            completions = [conversation_text(c) for c in self._logs["completion"]]
+            for key, texts in (("prompt", prompts), ("completion", completions)):
+                self._logs[key].clear()  # the same bounded deque TRL appends the next rollouts to
+                self._logs[key].extend(texts)
+        super().log(logs, start_time)

@@ -31,6 +31,10 @@ class AuroraSFTConfig(SFTConfig):
         distill_loss_weight (`float`, *optional*, defaults to `1.0`):
             Weight λ of the `[SEG]` feature distillation. AURORA's value is not published (its code computes the
             term but leaves it commented out); 0 disables the teacher.
+        max_length (`int` or `None`, *optional*, defaults to `4096`):
+            Longest prompt + response, in tokens. Rows longer than this are left out before training and named in
+            the log, never cut (a cut would drop the answer's `[SEG]`); `None` keeps every row. A 10-frame 16:9
+            clip at the default `max_pixels` is a 2,212-token prompt with Qwen2.5-Omni's tokenizer.
         teacher_model_name_or_path (`str`, *optional*):
             The frozen distillation teacher (a Stage-0 checkpoint). Default: with LoRA, the policy with its adapters
             disabled, i.e. the checkpoint training started from, at no extra memory; without LoRA, a frozen copy of
@@ -54,6 +58,13 @@ class AuroraSFTConfig(SFTConfig):
             "AURORA does not publish its value."
         },
     )
+    max_length: int | None = field(
+        default=4096,
+        metadata={
+            "help": "Longest prompt + response in tokens; longer rows are left out and named in the log, never cut. "
+            "None keeps every row."
+        },
+    )
     teacher_model_name_or_path: str | None = field(
         default=None,
         metadata={
@@ -71,7 +82,6 @@ class AuroraSFTConfig(SFTConfig):
         if self.sft_target not in TARGETS:
             raise ValueError(f"sft_target must be one of {', '.join(TARGETS)}, got {self.sft_target!r}")
         # The AURORA collator builds ids, labels and the image/audio/mask tensors from raw rows itself: TRL must not
-        # tokenise the data set, drop its columns, or truncate (a cut would split a run of image tokens).
+        # tokenise the data set or drop its columns; `max_length` is applied by leaving rows out, not by truncation.
         self.remove_unused_columns = False
         self.dataset_kwargs = {**(self.dataset_kwargs or {}), "skip_prepare_dataset": True}
-        self.max_length = None

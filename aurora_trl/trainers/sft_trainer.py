@@ -7,16 +7,20 @@ runs one no-grad backbone forward on the prompt followed by `It is {class} [SEG]
 """
 
 import copy
+import io
 import logging
 
+import soundfile as sf
 import torch
+from datasets import Image, List
+from PIL import Image as PILImage
 from trl import SFTTrainer
 
 from aurora_trl.losses import clip_mask_losses, seg_distill_loss
 from aurora_trl.metrics import frame_iou
 from aurora_trl.modeling import AuroraForSegmentation
 from aurora_trl.trainers.checkpointing import SafeSavingMixin
-from aurora_trl.trainers.collator import AuroraCollator
+from aurora_trl.trainers.collator import AuroraCollator, sequence_length
 from aurora_trl.trainers.sft_config import AuroraSFTConfig
 from aurora_trl.trainers.utils import aurora_model, backbone_hidden_state, prepare_for_engine
 
@@ -49,6 +53,46 @@ def keep_rows_with_target(dataset, target: str, name: str):
     return kept
 
 
+def keep_rows_within_length(dataset, processor, max_length: int | None, target: str, name: str):
+    """Drop rows whose prompt + response is longer than `max_length` tokens, naming them: a cut sequence would lose
+    the answer's `[SEG]` (or split a run of image tokens). Lengths come from the frame sizes and audio lengths, read
+    from the stored bytes without decoding them."""
+    if dataset is None or max_length is None:
+        return dataset
+    # the frames as stored bytes (PIL reads a size from the header alone), the masks not at all
+    raw = dataset.remove_columns([c for c in ("masks",) if c in dataset.column_names])
+    raw = raw.cast_column("images", List(Image(decode=False)))
+    too_long = []
+    for index, row in enumerate(raw):
+        sizes = [PILImage.open(_image_source(image)).size[::-1] for image in row["images"]]
+        samples = sf.info(io.BytesIO(row["audio"])).frames
+        length = sequence_length(processor, row, target, sizes, samples)
+        if length > max_length:
+            too_long.append((index, row.get("uid", index), length))
+    if not too_long:
+        return dataset
+    examples = ", ".join(f"{uid}: {length} tokens" for _, uid, length in too_long[:5])
+    logger.warning(
+        "%s: %d of %d rows are longer than max_length=%d tokens and are left out (%s%s); raise max_length or lower "
+        "max_pixels",
+        name,
+        len(too_long),
+        len(dataset),
+        max_length,
+        examples,
+        ", ..." if len(too_long) > 5 else "",
+    )
+    if len(too_long) == len(dataset):
+        raise ValueError(f"{name}: every row is longer than max_length={max_length} tokens ({examples})")
+    dropped = {index for index, _, _ in too_long}
+    return dataset.select([i for i in range(len(dataset)) if i not in dropped])
+
+
+def _image_source(image: dict):
+    """What PIL opens for an undecoded data-set image: its bytes, or the file it points to."""
+    return io.BytesIO(image["bytes"]) if image.get("bytes") else image["path"]
+
+
 class AuroraSFTTrainer(SafeSavingMixin, SFTTrainer):
     """[`~trl.SFTTrainer`] for AURORA's supervised stages.
 
@@ -78,11 +122,16 @@ class AuroraSFTTrainer(SafeSavingMixin, SFTTrainer):
     ):
         if processing_class is None:
             raise ValueError("AuroraSFTTrainer needs the model's processor as processing_class")
-        train_dataset = keep_rows_with_target(train_dataset, args.sft_target, "train_dataset")
+
+        def usable_rows(dataset, name):
+            dataset = keep_rows_with_target(dataset, args.sft_target, name)
+            return keep_rows_within_length(dataset, processing_class, args.max_length, args.sft_target, name)
+
+        train_dataset = usable_rows(train_dataset, "train_dataset")
         if isinstance(eval_dataset, dict):
-            eval_dataset = {k: keep_rows_with_target(v, args.sft_target, k) for k, v in eval_dataset.items()}
+            eval_dataset = {k: usable_rows(v, k) for k, v in eval_dataset.items()}
         else:
-            eval_dataset = keep_rows_with_target(eval_dataset, args.sft_target, "eval_dataset")
+            eval_dataset = usable_rows(eval_dataset, "eval_dataset")
         distill = args.distill_loss_weight > 0
         data_collator = data_collator or AuroraCollator(
             processing_class, aurora_model(model).config.sam_image_size, args.sft_target, with_teacher=distill
