@@ -15,6 +15,7 @@ PyAV (`pip install "aurora-trl[video]"`): torchvision's decoder is not an option
 """
 
 import json
+import logging
 import re
 import sys
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ from PIL import Image, UnidentifiedImageError
 
 from aurora_trl.text import MAX_ANSWER_TOKENS
 from aurora_trl.visualize import mask_image, overlay_strip, save_overlay_gif
+
+
+logger = logging.getLogger(__name__)
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -120,6 +124,13 @@ def predict_clip(
     """Run `model.segment` on one clip and keep what the outputs need."""
     if not expression.strip():
         raise InputError("the expression is empty")
+    extractor = processor.feature_extractor  # its length is the `audio_seconds` the model was trained with
+    if audio is not None and len(audio) > extractor.n_samples:
+        logger.warning(
+            "the audio is %.1f s long: the model hears its first %g s (the frames span the whole clip)",
+            len(audio) / extractor.sampling_rate,
+            extractor.n_samples / extractor.sampling_rate,
+        )
     with torch.no_grad():
         out = model.segment(
             frames, audio, expression, processor=processor, max_new_tokens=max_new_tokens, **generate_kwargs

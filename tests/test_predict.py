@@ -146,3 +146,15 @@ def test_audio_is_resampled_to_16k_mono(tmp_path):
     wave = load_audio(tmp_path / "a.flac")
     assert wave.dtype == np.float32 and len(wave) == 48000
     assert torch.isfinite(torch.from_numpy(wave)).all()
+
+
+def test_audio_longer_than_the_processor_hears_is_reported(tiny_aurora, tiny_clip, caplog):
+    from aurora_trl.modeling.processing import bound_processor
+    from aurora_trl.predict import predict_clip
+
+    model, processor = tiny_aurora
+    frames, audio = tiny_clip  # 1 s of audio
+    bound_processor(processor, audio_seconds=0.5)
+    with caplog.at_level("WARNING"):
+        predict_clip(model, processor, frames, audio, "the dog", max_new_tokens=1)
+    assert "the audio is 1.0 s long: the model hears its first 0.5 s" in caplog.text
