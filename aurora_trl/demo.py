@@ -168,12 +168,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on; 0.0.0.0 for every interface")
     parser.add_argument("--port", type=int, default=7860, help="port to serve on")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link (off by default)")
-    parser.add_argument(
-        "--max-new-tokens",
-        type=int,
-        default=MAX_ANSWER_TOKENS,
-        help="length limit of the reasoning (AURORA: 2048; it stops at the end of turn)",
-    )
+    parser.add_argument("--max-new-tokens", type=int, default=MAX_ANSWER_TOKENS, help="answer length limit (AURORA's)")
     parser.add_argument("--num-frames", type=int, default=NUM_FRAMES, help="frames sampled from an uploaded video")
 
 

@@ -169,12 +169,7 @@ def add_arguments(parser) -> None:
         default="refavs",
         help="refavs: the benchmark's (256 px, J at 0.4); aurora: AURORA's own variant",
     )
-    parser.add_argument(
-        "--max-new-tokens",
-        type=int,
-        default=MAX_ANSWER_TOKENS,
-        help="length limit of the reasoning (AURORA: 2048; it stops at the end of turn)",
-    )
+    parser.add_argument("--max-new-tokens", type=int, default=MAX_ANSWER_TOKENS, help="answer length limit (AURORA's)")
     parser.add_argument("--limit", type=int, help="score only the first N rows of each split")
     parser.add_argument(
         "--batch-size", type=int, default=REFAVS_BATCH_CLIPS, help="clips per generate call (memory vs speed)"

@@ -195,12 +195,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--audio", help="audio file; default: the video's sound track (none for --frames)")
     parser.add_argument("--expression", required=True, help='the referring expression, e.g. "the dog barking first"')
     parser.add_argument("--num-frames", type=int, default=NUM_FRAMES, help="frames sampled from --video")
-    parser.add_argument(
-        "--max-new-tokens",
-        type=int,
-        default=MAX_ANSWER_TOKENS,
-        help="length limit of the reasoning (AURORA: 2048; it stops at the end of turn)",
-    )
+    parser.add_argument("--max-new-tokens", type=int, default=MAX_ANSWER_TOKENS, help="answer length limit (AURORA's)")
     parser.add_argument("--out", required=True, help="folder for reasoning.txt, masks/, overlay.png/.gif")
 
 

@@ -20,7 +20,7 @@ ANSWER_SUFFIX = f"It is {SEG_TOKEN}."
 REFLECT_TRIGGER = " Wait, let me reconsider. "
 NULL_CLASS = "null"
 NUM_FRAMES = 10
-# AURORA's inference generates up to 2,048 tokens; with Qwen2.5-Omni's tokenizer a 2,000-character CoT is 554.
+# AURORA's inference generates up to 2,048 tokens; generation stops earlier, at the end of turn.
 MAX_ANSWER_TOKENS = 2048
 
 # AURORA's system message, verbatim (including the two spaces before "Your answers").

@@ -90,8 +90,8 @@ def load_thinker(path: str, device: str):
     import torch
     from transformers import Qwen2_5OmniThinkerForConditionalGeneration
 
-    from aurora_trl.modeling.modeling_aurora import stop_at_end_of_turn
     from aurora_trl.modeling.processing import bound_processor, load_processor
+    from aurora_trl.modeling.tokens import stop_at_end_of_turn
 
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     model = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(path, dtype=dtype).to(device).eval()
@@ -105,12 +105,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="data set folder written by `aurora-trl data build`")
     parser.add_argument("--out", required=True, help="JSON-lines file to append to (resumable)")
     parser.add_argument("--split", default="train", help="split to run over")
-    parser.add_argument(
-        "--max-new-tokens",
-        type=int,
-        default=MAX_ANSWER_TOKENS,
-        help="generation length limit (it stops at the end of turn)",
-    )
+    parser.add_argument("--max-new-tokens", type=int, default=MAX_ANSWER_TOKENS, help="answer length limit (AURORA's)")
     parser.add_argument("--batch-size", type=int, default=1, help="rows per generate call")
     parser.add_argument("--limit", type=int, help="stop after this many rows of the split (done ones included)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")

@@ -262,7 +262,8 @@ def build_tiny_model(seed: int = 0, sam_image_size: int = 64, processor=None):
             A processor from [`build_tiny_processor`]`(with_seg=True)` to reuse.
     """
     from .configuration_aurora import AuroraConfig
-    from .modeling_aurora import AuroraForSegmentation, add_seg_token
+    from .modeling_aurora import AuroraForSegmentation
+    from .tokens import add_seg_token
 
     processor = processor if processor is not None else build_tiny_processor(with_seg=True)
     seg_token_id = add_seg_token(processor.tokenizer)

@@ -33,8 +33,8 @@ from trl import GRPOTrainer
 from aurora_trl.losses import clip_mask_losses
 from aurora_trl.metrics import clip_iou
 from aurora_trl.modeling.embedding_cache import SamEmbeddingCache
-from aurora_trl.modeling.modeling_aurora import multimodal_token_ids, select_seg_hidden_states
 from aurora_trl.modeling.sam import preprocess_frames
+from aurora_trl.modeling.tokens import multimodal_token_ids, select_seg_hidden_states
 from aurora_trl.reporting import conversation_text
 from aurora_trl.rewards import REWARD_FUNCS
 from aurora_trl.trainers.checkpointing import SafeSavingMixin
