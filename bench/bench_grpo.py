@@ -1,20 +1,32 @@
-"""GRPO step benchmark: AuroraGRPOTrainer against TRL's GRPOTrainer, and SAM decoding with and without the cache.
+"""GRPO step benchmark: AuroraGRPOTrainer against TRL's GRPOTrainer with and without audio, interleaved.
 
-    python bench/bench_grpo.py [--steps 10] [--generations 3] [--completion-length 16] [--sam-size 128]
+    python bench/bench_grpo.py [--steps 14] [--generations 3] [--completion-lengths 16 128] [--sam-size 128]
+                               [--chunk 4] [--warmup 2] [--threads 1]
 
-Both trainers run in this process on the same tiny backbone (the AURORA checkpoint loads as a plain Qwen2.5-Omni
-thinker for TRL), the same LoRA policy, G and completion length. TRL's trainer gets the 10 frames and a text
-reward only: it cannot pass audio. Ours adds the audio, the `[SEG]` forward for the IoU reward, the mask decoding
-and the mask loss. Step times are medians after two warm-up steps. The SAM part times the masks of one group of G
-rollouts when each rollout encodes the clip (no cache) against one encoding shared through the cache.
+Three sides run in this process on the same tiny backbone (the AURORA checkpoint loads as a plain Qwen2.5-Omni
+thinker for TRL), the same LoRA policy, G, completion length and `suppress_tokens`:
+
+- `trl-plain`: TRL's `GRPOTrainer` on the 10 frames only (the audio block stripped from the prompts), format reward.
+- `trl-av`: TRL's `GRPOTrainer` with the same audio-visual inputs as ours (`AudioVisualGRPOTrainer` below: the same
+  10 frames and ~250 audio tokens per prompt, in generation and in every forward), format reward only, no SAM, no
+  IoU. This is the fair baseline: ours / trl-av is the price of the SAM masks, the IoU reward and the mask loss.
+- `ours`: `AuroraGRPOTrainer` (format, class and IoU rewards; the rollout mask loss).
+
+Each completion length is its own run of the three sides, interleaved in chunks of `--chunk` optimizer steps
+(`common.run_interleaved`), so load from other jobs lands on all of them. A step is timed from the end of the side's
+previous step to its `on_step_end` (the data loader's fetch included, `dataloader_num_workers=0`); figures are
+medians after `--warmup` steps per side, of wall time and of the thread's CPU time; the ratios are given from the
+medians and paired by round (see bench_sft.py). Completion tokens are counted from the generation output. A random
+tiny model rarely ends a completion early, but it can: every side generates with `min_new_tokens` =
+`max_new_tokens` = the completion length (the end-of-turn tokens are masked until then), so that every side
+generates the same number of tokens and the ratios compare equal work. The share table of trl-av and ours (exclusive times of wrapped methods,
+`common.RegionProfiler`) says where their steps go.
 """
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -24,117 +36,242 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import StepTimer, tiny_setup  # noqa: E402
+from common import RegionProfiler, peak_rss_line, ratio_line, run_interleaved, share_table, tiny_setup  # noqa: E402
+from trl import GRPOTrainer  # noqa: E402
+
+from aurora_trl.trainers.collator import decode_audio  # noqa: E402
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--generations", type=int, default=3)
-    parser.add_argument("--completion-length", type=int, default=16)
-    parser.add_argument("--sam-size", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+AUDIO_KEYS = ("input_features", "feature_attention_mask")
+TARGET = 1.3  # ours / trl-av at completion length 128
+SIDES = ("trl-plain", "trl-av", "ours")
+# Region labels of the share table; each wrapped method is timed under one of them.
+GENERATION, FORWARD_BACKWARD, SAM, DATA = (
+    "generation",
+    "policy forward + backward",
+    "SAM masks, IoU, rewards",
+    "data",
+)
 
+
+def without_audio_blocks(prompt: list[dict]) -> list[dict]:
+    """The prompt without its audio block (TRL runs its processor on the text with images only)."""
+    return [
+        {**m, "content": [b for b in m["content"] if b.get("type") != "audio"]}
+        if isinstance(m["content"], list)
+        else m
+        for m in prompt
+    ]
+
+
+def with_audio(prompt: list[dict], waveform) -> list[dict]:
+    """The prompt with the waveform as the first block of its user message (where the data set's template has it)."""
+    out, done = [], False
+    for message in prompt:
+        if message["role"] == "user" and not done:
+            message = {**message, "content": [{"type": "audio", "audio": waveform}, *message["content"]]}
+            done = True
+        out.append(message)
+    return out
+
+
+class AudioVisualGRPOTrainer(GRPOTrainer):
+    """TRL's GRPOTrainer that hears the clip: the same audio-visual prompts as AuroraGRPOTrainer, nothing else.
+
+    TRL 1.16 passes images but not audio. The waveform is decoded per row and the audio block stripped before TRL's
+    own processor call (it runs the processor on the prompt text with images only); `_tokenize_prompts` puts the
+    waveform back, so generation hears it; every log-prob forward gets the Whisper features of its rows.
+    """
+
+    def _generate_and_score_completions(self, inputs):
+        self._waveforms = [decode_audio(row["audio"]) for row in inputs]
+        features = self.processing_class.feature_extractor(
+            self._waveforms,
+            sampling_rate=16000,
+            padding="max_length",
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        device = self.accelerator.device
+        self._audio = {
+            "input_features": features["input_features"].to(device),
+            "feature_attention_mask": features["attention_mask"].to(device),
+        }
+        stripped = [{**row, "prompt": without_audio_blocks(row["prompt"])} for row in inputs]
+        output = super()._generate_and_score_completions(stripped)
+        # first dimension = completions: TRL shuffles and splits the features with the rest of the batch
+        output.update(self._audio)
+        return output
+
+    def _tokenize_prompts(self, prompts):
+        return super()._tokenize_prompts([with_audio(p, w) for p, w in zip(prompts, self._waveforms)])
+
+    def _get_per_token_logps_and_entropies(
+        self, model, input_ids, attention_mask, logits_to_keep, batch_size=None, **kwargs
+    ):
+        audio = self._audio
+        # one chunk for all rows: the audio features are per row and TRL's chunking does not slice them
+        return super()._get_per_token_logps_and_entropies(
+            lambda **model_inputs: model(**model_inputs, **audio),
+            input_ids,
+            attention_mask,
+            logits_to_keep,
+            batch_size=input_ids.size(0),
+            **kwargs,
+        )
+
+    def _compute_loss(self, model, inputs):
+        # TRL may pass the same buffered slice again: read the features from a copy, never pop them from the buffer
+        inputs = dict(inputs)
+        self._audio = {key: inputs.pop(key) for key in AUDIO_KEYS}
+        return super()._compute_loss(model, inputs)
+
+
+class TokenCounter:
+    """Counts the completion tokens a trainer generates (wraps its `_generate_single_turn` on the instance)."""
+
+    def __init__(self, trainer):
+        self.tokens = 0
+        generate = trainer._generate_single_turn
+
+        def counted(*args, **kwargs):
+            completion_ids, logprobs = generate(*args, **kwargs)
+            self.tokens += sum(len(ids) for ids in completion_ids)
+            return completion_ids, logprobs
+
+        trainer._generate_single_turn = counted
+
+    def __call__(self) -> float:
+        """Tokens since the last call (one step's)."""
+        tokens, self.tokens = self.tokens, 0
+        return tokens
+
+
+def profile(trainer, with_aurora: bool) -> RegionProfiler:
+    """Wrap the methods a step spends its time in (see the region labels above)."""
+    profiler = RegionProfiler()
+    profiler.wrap(trainer, "_generate_single_turn", GENERATION)
+    profiler.wrap(trainer, "_get_per_token_logps_and_entropies", FORWARD_BACKWARD)
+    profiler.wrap(trainer.accelerator, "backward", FORWARD_BACKWARD)
+    # TRL's reward step: the reward functions and (today) ours' no-grad `[SEG]` forward for the IoU
+    profiler.wrap(trainer, "_calculate_rewards", SAM)
+    if with_aurora:
+        from aurora_trl.trainers.utils import aurora_model
+
+        base = aurora_model(trainer.model)
+        for method in ("predict_masks", "encode_images"):
+            profiler.wrap(base, method, SAM)
+    # the rest of the rollout: audio decoding, SAM pre-processing, processor calls, padding
+    profiler.wrap(trainer, "_generate_and_score_completions", DATA)
+    return profiler
+
+
+def build_sides(args, train, processor, tiny, work: Path, length: int) -> dict:
+    """The three trainers for one completion length, fresh models each, in turn order."""
     from transformers import Qwen2_5OmniThinkerForConditionalGeneration
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig
 
     from aurora_trl.modeling import AuroraForSegmentation
-    from aurora_trl.modeling.embedding_cache import SamEmbeddingCache
     from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy, lora_config, wrap_with_lora
-    from aurora_trl.modeling.sam import preprocess_frames
     from aurora_trl.rewards import format_reward
     from aurora_trl.trainers.grpo_config import AuroraGRPOConfig
-    from aurora_trl.trainers.grpo_trainer import AuroraGRPOTrainer, without_audio_blocks
+    from aurora_trl.trainers.grpo_trainer import AuroraGRPOTrainer
 
-    work = Path(tempfile.mkdtemp(prefix="bench_grpo_"))
-    train, processor, tiny = tiny_setup(work, args.sam_size)
     g = args.generations
     common = dict(
         max_steps=args.steps,
         per_device_train_batch_size=g,
         num_generations=g,
-        max_completion_length=args.completion_length,
+        max_completion_length=length,
         learning_rate=1e-3,
         report_to="none",
         use_cpu=True,
         bf16=False,
         save_strategy="no",
         gradient_checkpointing=False,
-        logging_steps=100,
+        logging_steps=10**6,  # no logging inside the timed steps
+        disable_tqdm=True,
+        dataloader_num_workers=0,  # the data loader's work in the measured thread
         seed=0,
     )
-
+    # every completion exactly `length` tokens (see the module docstring)
+    same_length = {"min_new_tokens": length}
     model = apply_training_policy(AuroraForSegmentation.from_pretrained(tiny), TrainingPolicy())
-    ours_timer = StepTimer()
     ours = AuroraGRPOTrainer(
         model=model,
-        args=AuroraGRPOConfig(output_dir=str(work / "ours"), **common),
+        args=AuroraGRPOConfig(output_dir=str(work / f"ours-{length}"), generation_kwargs=same_length, **common),
         train_dataset=train,
         processing_class=processor,
-        callbacks=[ours_timer],
     )
-    ours.train()
-
-    thinker = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(tiny)
+    # ours adds the multimodal markers and the pad token to suppress_tokens; TRL's sides get the same list
+    generation = {**same_length, "suppress_tokens": ours.args.generation_kwargs["suppress_tokens"]}
     config = lora_config(model.get_base_model())
     config.modules_to_save = None  # the thinker has no projector or SAM; the [SEG] rows train as ours
+
+    def trl_side(cls, name: str, dataset):
+        thinker = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(tiny)
+        return cls(
+            model=wrap_with_lora(thinker, config),
+            reward_funcs=[format_reward],
+            args=GRPOConfig(output_dir=str(work / f"{name}-{length}"), generation_kwargs=generation, **common),
+            train_dataset=dataset,
+            processing_class=processor,
+        )
+
     images_only = train.map(lambda row: {"prompt": without_audio_blocks(row["prompt"])})
-    plain_timer = StepTimer()
-    suppress = ours.args.generation_kwargs["suppress_tokens"]
-    plain = GRPOTrainer(
-        model=wrap_with_lora(thinker, config),
-        reward_funcs=[format_reward],
-        args=GRPOConfig(output_dir=str(work / "plain"), generation_kwargs={"suppress_tokens": suppress}, **common),
-        train_dataset=images_only,
-        processing_class=processor,
-        callbacks=[plain_timer],
-    )
-    plain.train()
+    return {
+        "trl-plain": trl_side(GRPOTrainer, "trl-plain", images_only),
+        "trl-av": trl_side(AudioVisualGRPOTrainer, "trl-av", train),
+        "ours": ours,
+    }
 
-    ours_step, plain_step = statistics.median(ours_timer.times[2:]), statistics.median(plain_timer.times[2:])
+
+def report(args, length: int, run) -> None:
+    sides = run.sides
     print(
-        f"GRPO step, 1 clip x G={g}, {args.completion_length} new tokens, SAM {args.sam_size} px, "
-        f"{args.threads} threads, median of {len(ours_timer.times) - 2} steps"
+        f"GRPO step, completion length {length}: 1 clip x G={args.generations}, SAM {args.sam_size} px, "
+        f"{args.threads} torch thread(s); the three sides interleaved in chunks of {args.chunk} steps, medians of "
+        f"{sides['ours'].measured} steps after {args.warmup} warm-up steps per side"
     )
-    print(f"  AuroraGRPOTrainer (audio + frames, IoU reward, mask loss)  {ours_step:.3f} s")
-    print(f"  TRL GRPOTrainer (frames only, text reward)                 {plain_step:.3f} s")
-    print(f"  ratio                                                      {ours_step / plain_step:.2f}x")
+    print(run.load_line())
+    print(
+        f"  {'side':<10} {'wall/step':>10} {'CPU/step':>10} {'tokens/step':>12} {'tokens/s':>9} {'tokens/CPU-s':>13}"
+    )
+    for side, stats in sides.items():
+        wall, cpu, tokens = stats.median("wall"), stats.median("cpu"), stats.median("items")
+        print(f"  {side:<10} {wall:8.3f} s {cpu:8.3f} s {tokens:12.0f} {tokens / wall:9.1f} {tokens / cpu:13.1f}")
+    for a, b in (("ours", "trl-av"), ("ours", "trl-plain"), ("trl-av", "trl-plain")):
+        print(f"  ratio {a + ' / ' + b:<19} {ratio_line(sides[a], sides[b], args.chunk)}")
+    print(f"  target: ours <= {TARGET}x trl-av at completion length 128")
+    print("  where a step goes (exclusive times per measured step, and shares; data includes the fetch):")
+    profiled = {side: sides[side] for side in ("trl-av", "ours")}
+    print("\n".join(share_table(profiled, [GENERATION, FORWARD_BACKWARD, SAM], data_region=DATA)))
 
-    # SAM decoding for one group: encode per rollout vs once through the cache
-    base = model.get_base_model()
-    row = train[0]
-    sam = preprocess_frames([img.convert("RGB") for img in row["images"]], args.sam_size)
-    seg = torch.randn(g, base.config.sam_prompt_dim)
 
-    def without_cache():
-        pixels = sam.pixel_values[None].expand(g, *sam.pixel_values.shape)
-        return base.predict_masks(
-            seg, pixel_values=pixels, input_sizes=sam.input_size, original_sizes=sam.original_size
-        )
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=14, help="optimizer steps per side, warm-up included")
+    parser.add_argument("--generations", type=int, default=3)
+    parser.add_argument("--completion-lengths", type=int, nargs="+", default=[16, 128])
+    parser.add_argument("--sam-size", type=int, default=128)
+    parser.add_argument("--chunk", type=int, default=4, help="steps a side runs before the next side's turn")
+    parser.add_argument("--warmup", type=int, default=2, help="steps per side left out of the medians")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU times cover all compute)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
-    def with_cache():
-        cache = SamEmbeddingCache()
-        embeddings = cache.get_or_compute(base, row["vid"], sam.pixel_values)[None]
-        return base.predict_masks(
-            seg, image_embeddings=embeddings, input_sizes=sam.input_size, original_sizes=sam.original_size
-        )
-
-    with torch.no_grad():
-        timings = {}
-        for name, fn in (("without cache", without_cache), ("with cache", with_cache)):
-            fn()
-            runs = []
-            for _ in range(7):
-                start = time.perf_counter()
-                fn()
-                runs.append(time.perf_counter() - start)
-            timings[name] = statistics.median(runs)
-    print(f"SAM masks for one group of G={g} (10 frames), median of 7")
-    for name, value in timings.items():
-        print(f"  {name:<14} {value:.4f} s")
-    print(f"  ratio          {timings['without cache'] / timings['with cache']:.2f}x")
+    work = Path(tempfile.mkdtemp(prefix="bench_grpo_"))
+    train, processor, tiny = tiny_setup(work, args.sam_size)
+    for index, length in enumerate(args.completion_lengths):
+        trainers = build_sides(args, train, processor, tiny, work, length)
+        counters = {side: TokenCounter(trainer) for side, trainer in trainers.items()}
+        profilers = {side: profile(trainers[side], side == "ours") for side in ("trl-av", "ours")}
+        run = run_interleaved(trainers, args.chunk, args.warmup, items=counters, profilers=profilers)
+        if index:
+            print()
+        report(args, length, run)
+        del trainers, counters, profilers, run
+    print(peak_rss_line())
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
     python bench/run_all.py [--only metrics eval ...] [--out bench/results.md]
 
 Each script runs in its own process (so peak-memory figures are its own) and prints its figures; this script
-prints them as they come and writes them all, with the machine they ran on, to `--out`. BENCHMARKS.md explains
-each figure.
+prints them as they come and writes them all, with the machine they ran on and the load average each one started
+under, to `--out`. BENCHMARKS.md explains each figure. The trainer benchmarks (`sft`, `grpo`) interleave their
+sides in one process (`bench/common.py`, `run_interleaved`), so that load from other jobs on a shared machine lands
+on every side of a ratio; they print the load average they ran under too.
 """
 
 import argparse
@@ -45,10 +47,17 @@ def main() -> int:
     args = parser.parse_args()
     sections = [f"# Benchmark run, {time.strftime('%Y-%m-%d %H:%M')}\n\nMachine: {machine()}\n"]
     failed = []
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TQDM_DISABLE": "1"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TQDM_DISABLE": "1",
+        "TOKENIZERS_PARALLELISM": "false",  # tokenisation in the calling (measured) thread
+    }
     for name in args.only or BENCHMARKS:
         command = [sys.executable, str(HERE / BENCHMARKS[name])]
-        print(f"=== {name}: {' '.join(command[1:])}", flush=True)
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"=== {name}: {' '.join(command[1:])} (load average {load})", flush=True)
         start = time.perf_counter()
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - start
@@ -58,7 +67,8 @@ def main() -> int:
             print(done.stderr[-3000:], file=sys.stderr)
         status = "" if done.returncode == 0 else f" (FAILED, exit code {done.returncode})"
         sections.append(
-            f"## {name}{status}: `python bench/{BENCHMARKS[name]}`, {seconds:.0f} s\n\n```\n{done.stdout}```\n"
+            f"## {name}{status}: `python bench/{BENCHMARKS[name]}`, {seconds:.0f} s, started under load average "
+            f"{load}\n\n```\n{done.stdout}```\n"
         )
     Path(args.out).write_text("\n".join(sections), encoding="utf-8")
     print(f"reports written to {args.out}" + (f"; failed: {', '.join(failed)}" if failed else ""))

@@ -54,39 +54,86 @@ def test_grpo_steps_see_audio_and_frames_and_train(tiny_aurora_dir, synth_datase
 
 
 def test_logprobs_are_read_at_the_completion_tokens(tiny_aurora_dir, synth_dataset, tmp_path):
-    """TRL's fused log-probs with our audio override equal log_softmax of a plain full forward (AURORA's GRPO read
-    them at unexpanded positions)."""
+    """TRL's fused log-probs with the rollouts' image and audio tensors equal log_softmax of a plain full forward
+    (AURORA's GRPO read them at unexpanded positions)."""
     dataset = load_from_disk(str(synth_dataset))["train"]
     trainer = make_trainer(tiny_aurora_dir, dataset, tmp_path)
-    rows = [dataset[0]] * 3
     with torch.no_grad():
-        batch = trainer._generate_and_score_completions(rows)
+        batch = trainer._generate_and_score_completions([dataset[0]] * 3)
         input_ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
         attention_mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
         n = batch["completion_ids"].size(1)
-        trainer._logps_audio = {k: batch[k] for k in ("input_features", "feature_attention_mask")}
-        ours, _, _ = trainer._get_per_token_logps_and_entropies(
-            trainer.model,
-            input_ids,
-            attention_mask,
-            n,
-            pixel_values=batch["pixel_values"],
-            image_grid_thw=batch["image_grid_thw"],
-            num_images=batch["num_images"],
-        )
-        logits = trainer.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            pixel_values=batch["pixel_values"],
-            image_grid_thw=batch["image_grid_thw"],
-            input_features=batch["input_features"],
-            feature_attention_mask=batch["feature_attention_mask"],
-        ).logits
+        ours, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, input_ids, attention_mask, n)
+        multimodal = trainer._rollouts["train"].model_inputs(range(3), "cpu")
+        logits = trainer.model(input_ids=input_ids, attention_mask=attention_mask, **multimodal).logits
+    assert set(multimodal) == {"pixel_values", "image_grid_thw", "input_features", "feature_attention_mask"}
     reference = torch.log_softmax(logits[:, -n - 1 : -1].float() / trainer.temperature, dim=-1)
     reference = reference.gather(-1, batch["completion_ids"][..., None])[..., 0]
     mask = batch["completion_mask"].bool()
     assert mask.sum() > 0
     assert (ours[mask] - reference[mask]).abs().max().item() < 1e-5
+
+
+def test_each_group_decodes_and_processes_its_clip_once(tiny_aurora_dir, synth_dataset, tmp_path, monkeypatch):
+    """2 prompts x G = 3 rollouts: each prompt's waveform goes through Whisper's feature extractor once and its 10
+    frames through the image processor once (TRL alone would process them for each rollout, twice), its masks are
+    converted once, and SAM encodes each clip once."""
+    import aurora_trl.trainers.rollouts as rollouts_module
+
+    dataset = load_from_disk(str(synth_dataset))["train"]
+    trainer = make_trainer(tiny_aurora_dir, dataset, tmp_path)
+    processor = trainer.processing_class
+    counts = {"waveforms": 0, "frames": 0, "mask sets": 0}
+
+    def counting(owner, name, key, size):
+        original = getattr(type(owner), name)
+
+        def wrapper(self, items, *args, **kwargs):
+            counts[key] += size(items)
+            return original(self, items, *args, **kwargs)
+
+        monkeypatch.setattr(type(owner), name, wrapper)
+
+    counting(processor.feature_extractor, "__call__", "waveforms", len)
+    counting(processor.image_processor, "__call__", "frames", len)
+    original_masks = rollouts_module.mask_tensor
+    monkeypatch.setattr(
+        rollouts_module,
+        "mask_tensor",
+        lambda masks: counts.__setitem__("mask sets", counts["mask sets"] + 1) or original_masks(masks),
+    )
+    rows = [dataset[0]] * 3 + [dataset[2]] * 3
+    with torch.no_grad():
+        trainer._generate_and_score_completions(rows)
+    assert counts == {"waveforms": 2, "frames": 20, "mask sets": 2}
+    assert trainer.sam_cache.misses == len({dataset[0]["vid"], dataset[2]["vid"]})  # per clip, not per prompt
+
+
+def test_training_decodes_each_groups_frames_and_masks_once(tiny_aurora_dir, synth_dataset, tmp_path, monkeypatch):
+    """TRL reads each row G times; `datasets` would decode its 10 frames and 10 masks each time. The trainer hands
+    TRL the rows without them and decodes them from their stored bytes once per group."""
+    from datasets.features import Image as ImageFeature
+
+    import aurora_trl.trainers.collator as collator_module
+
+    decoded = {"datasets": 0, "ours": 0}
+    original_decode, original_open = ImageFeature.decode_example, collator_module.Image.open
+
+    def counting_decode(self, value, *args, **kwargs):
+        decoded["datasets"] += 1
+        return original_decode(self, value, *args, **kwargs)
+
+    def counting_open(*args, **kwargs):
+        decoded["ours"] += 1
+        return original_open(*args, **kwargs)
+
+    monkeypatch.setattr(ImageFeature, "decode_example", counting_decode)
+    monkeypatch.setattr(collator_module.Image, "open", counting_open)
+    dataset = load_from_disk(str(synth_dataset))["train"]
+    trainer = make_trainer(tiny_aurora_dir, dataset, tmp_path, max_steps=2)
+    assert not {"images", "masks"} & set(trainer.train_dataset.column_names)
+    trainer.train()
+    assert decoded == {"datasets": 0, "ours": 2 * (10 + 10)}  # 2 steps x 1 group: 10 frames, 10 masks
 
 
 def test_null_clips_give_finite_losses_and_rewards(tiny_aurora_dir, synth_dataset, tmp_path):
@@ -127,46 +174,65 @@ def test_odd_rollouts_and_none_rewards_keep_the_loss_finite(tiny_aurora_dir, syn
     assert (logged["mask/seg_emitted"] == 0) == (seg_bias < 0), logged["mask/seg_emitted"]
 
 
-def test_rollouts_without_seg_are_scored_on_the_masks_inference_decodes(tiny_aurora_dir, synth_dataset, tmp_path):
-    """A completion without [SEG] is read as inference reads it (`It is [SEG].` appended): its IoU reward and the
-    state its mask loss uses are those of the appended [SEG], not of its last token."""
+@pytest.mark.parametrize(
+    "seg_bias, checkpointing",
+    [(-100.0, False), (5.0, False), (5.0, True)],
+    ids=["none_wrote_seg", "some_wrote_seg", "some_wrote_seg_gradient_checkpointing"],
+)
+def test_seg_states_from_generation_equal_a_full_forward(
+    tiny_aurora_dir, synth_dataset, tmp_path, seg_bias, checkpointing
+):
+    """Each rollout's `[SEG]` state comes from generation: where it wrote `[SEG]`, from the step that fed it; where
+    it did not, from `It is [SEG].` forwarded on the generation's KV cache (as inference appends it). Both equal the
+    state a full forward of prompt + answer gives (to 1e-5), and the IoU reward is that of the masks decoded from it;
+    a rollout without `[SEG]` is not scored on its last token's state."""
     dataset = load_from_disk(str(synth_dataset))["train"]
     seg = json.loads((tiny_aurora_dir / "config.json").read_text())["seg_token_id"]
-    trainer = make_trainer(tiny_aurora_dir, dataset, tmp_path, generation_kwargs={"sequence_bias": [[[seg], -100.0]]})
+    eos = load_processor(tiny_aurora_dir).tokenizer.eos_token_id
+    bias = [[[seg], seg_bias], [[eos], 0.5]]  # some rollouts end early: cached slots after their end are masked
+    trainer = make_trainer(
+        tiny_aurora_dir,
+        dataset,
+        tmp_path,
+        generation_kwargs={"sequence_bias": bias},
+        gradient_checkpointing=checkpointing,
+    )
+    trainer.model.train()  # as in a training step (gradient checkpointing applies in training mode)
+    if checkpointing:  # as the Trainer's training loop turns it on
+        trainer.model.gradient_checkpointing_enable(trainer.args.gradient_checkpointing_kwargs)
+    assert aurora_model(trainer.model).is_gradient_checkpointing == checkpointing
     base, tokenizer = aurora_model(trainer.model), trainer.processing_class.tokenizer
-    row, group = dataset[0], 3
+    rows = [dataset[0]] * 3 + [dataset[1]] * 3
+    kinds = set()
     with torch.no_grad():
-        batch = trainer._generate_and_score_completions([row] * group)
-        completions = [c[m.bool()].tolist() for c, m in zip(batch["completion_ids"], batch["completion_mask"])]
-        rewards = trainer._rollout_ious(completions, "train")
-        states = trainer._answer_seg_states["train"]
-        sam = preprocess_frames([image.convert("RGB") for image in row["images"]], base.config.sam_image_size)
-        for i, completion in enumerate(completions):
-            assert seg not in completion
+        batch = trainer._generate_and_score_completions(rows)
+        rollouts = trainer._rollouts["train"]
+        assert len(rollouts.groups) == 2 and rollouts.group_of == [0, 0, 0, 1, 1, 1]
+        for i, row in enumerate(rows):
+            completion = batch["completion_ids"][i][batch["completion_mask"][i].bool()].tolist()
             answer, emitted = base.mask_answer_ids(completion, tokenizer)
-            assert not emitted and tokenizer.decode(answer).endswith(ANSWER_SUFFIX)
+            assert emitted == (seg in completion) == rollouts.seg_written[i]
+            kinds.add(emitted)
+            if not emitted:
+                assert tokenizer.decode(answer).endswith(ANSWER_SUFFIX)
             prompt = batch["prompt_ids"][i][batch["prompt_mask"][i].bool()].tolist()
             ids = torch.tensor([prompt + answer])
-            full = trainer.model(
-                input_ids=ids,
-                attention_mask=torch.ones_like(ids),
-                pixel_values=batch["pixel_values"].chunk(group)[i],
-                image_grid_thw=batch["image_grid_thw"].chunk(group)[i],
-                input_features=batch["input_features"][i : i + 1],
-                feature_attention_mask=batch["feature_attention_mask"][i : i + 1],
-                output_hidden_states=True,
-            )
-            at_seg = full.hidden_states[-1][0, len(prompt) + answer.index(seg)]
-            last_token = full.hidden_states[-1][0, len(prompt) + len(completion) - 1]
-            torch.testing.assert_close(states[i], at_seg, atol=1e-5, rtol=1e-5)
-            assert not torch.allclose(states[i], last_token, atol=1e-3)  # the old fallback would differ
+            hidden = base.get_backbone()(
+                input_ids=ids, attention_mask=torch.ones_like(ids), **rollouts.model_inputs([i], "cpu")
+            ).last_hidden_state[0]
+            last_seg = len(prompt) + len(answer) - 1 - answer[::-1].index(seg)
+            torch.testing.assert_close(rollouts.seg_states[i], hidden[last_seg], atol=1e-5, rtol=1e-5)
+            if not emitted:  # the old fallback, the last token's state, would differ
+                assert not torch.allclose(rollouts.seg_states[i], hidden[len(prompt) + len(completion) - 1], atol=1e-3)
+            sam = preprocess_frames([image.convert("RGB") for image in row["images"]], base.config.sam_image_size)
             masks = base.predict_masks(
-                base.project_seg(at_seg[None]),
+                base.project_seg(hidden[last_seg][None]),
                 pixel_values=sam.pixel_values[None],
                 input_sizes=sam.input_size,
                 original_sizes=sam.original_size,
             )[0]
-            assert rewards[i] == pytest.approx(clip_iou(masks, mask_tensor(row["masks"])), abs=1e-6)
+            assert rollouts.ious[i] == pytest.approx(clip_iou(masks, mask_tensor(row["masks"])), abs=1e-6)
+    assert kinds == ({False} if seg_bias < 0 else {False, True})
 
 
 def test_qlora_4bit_grpo_step_through_the_script(tiny_aurora_dir, synth_dataset, tmp_path):
@@ -206,28 +272,69 @@ def test_kl_term_with_a_reference_model(tiny_aurora_dir, synth_dataset, tmp_path
     assert math.isfinite(trainer.state.log_history[0]["kl"])
 
 
-def test_buffered_rollouts_are_reused_across_iterations_and_steps(tiny_aurora_dir, synth_dataset, tmp_path):
-    """`num_iterations: 2` and `steps_per_generation: 2`: TRL keeps one generated batch for four optimizer steps and
-    hands its slices over again; the audio features and rollout indices must still be in them."""
-    dataset = load_from_disk(str(synth_dataset))["train"]
-    trainer = make_trainer(
-        tiny_aurora_dir,
-        dataset,
-        tmp_path,
+class RecordingTrainer(AuroraGRPOTrainer):
+    """Checks, at every loss, that each row of TRL's shuffled, buffered slice reads its own rollout."""
+
+    def _generate_single_turn(self, prompt_ids, *args, **kwargs):
+        completion_ids, logprobs = super()._generate_single_turn(prompt_ids, *args, **kwargs)
+        self.generated[self._mode()] = {"prompts": [list(p) for p in prompt_ids], "completions": completion_ids}
+        return completion_ids, logprobs
+
+    def _compute_loss(self, model, inputs):
+        mode = self._mode()
+        rollouts, generated = self._rollouts[mode], self.generated[mode]
+        for row, index in enumerate(inputs["rollout_index"].tolist()):
+            prompt = inputs["prompt_ids"][row][inputs["prompt_mask"][row].bool()].tolist()
+            completion = inputs["completion_ids"][row][inputs["completion_mask"][row].bool()].tolist()
+            group = rollouts.groups[rollouts.group_of[index]]
+            self.checked.append(
+                prompt == group.prompt_ids == generated["prompts"][index]
+                and completion == generated["completions"][index]
+            )
+        self.order[mode].append(inputs["rollout_index"].tolist())
+        return super()._compute_loss(model, inputs)
+
+
+def test_buffered_shuffled_rollouts_read_their_own_clip_also_after_an_evaluation(
+    tiny_aurora_dir, synth_dataset, tmp_path
+):
+    """`steps_per_generation: 2`, `num_iterations: 2`: TRL generates 2 prompts x 3 rollouts, shuffles them and hands
+    each half to two optimizer steps each; an evaluation (its own rollouts) runs between. Every row of every slice
+    must read its own prompt, completion and rollout."""
+    data = load_from_disk(str(synth_dataset))
+    model = AuroraForSegmentation.from_pretrained(tiny_aurora_dir)
+    args = grpo_config(
+        tmp_path / "grpo",
+        model.config.seg_token_id,
         num_iterations=2,
         steps_per_generation=2,
         max_steps=4,
         max_completion_length=6,
+        eval_strategy="steps",
+        eval_steps=1,
+        per_device_eval_batch_size=3,
     )
+    trainer = RecordingTrainer(
+        model=apply_training_policy(model, TrainingPolicy()),
+        args=args,
+        train_dataset=data["train"],
+        eval_dataset=data["train"].select(range(1)),
+        processing_class=load_processor(tiny_aurora_dir),
+    )
+    trainer.checked, trainer.generated, trainer.order = [], {}, {"train": [], "eval": []}
     trainer.train()
     assert trainer.state.global_step == 4
+    assert len(trainer.checked) == 4 * 3 + 4 * 3 and all(trainer.checked)  # 4 train slices, 4 evaluations
+    first, second, third, fourth = trainer.order["train"]
+    assert sorted(first + second) == list(range(6)) and (first, second) == (third, fourth)  # one batch, twice
+    assert (first, second) != ([0, 1, 2], [3, 4, 5])  # ... shuffled
     assert all(math.isfinite(entry["mask/bce"]) for entry in trainer.state.log_history if "mask/bce" in entry)
 
 
 def test_grpo_recipe_is_aurora_loss_and_one_dropout_free_policy(tiny_aurora_dir, synth_dataset, tmp_path):
     """recipes/grpo.yaml: AURORA's per-rollout mean (`loss_type: grpo`, not TRL's default `dapo`), rollouts long
-    enough for a CoT, and no dropout anywhere, LoRA's included, so the rollouts, the IoU forward and the loss forward
-    see one policy."""
+    enough for a CoT, and no dropout anywhere, LoRA's included, so the rollouts (and the [SEG] states read during
+    them) and the loss forward see one policy."""
     from pathlib import Path
 
     from torch import nn

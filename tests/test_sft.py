@@ -99,3 +99,70 @@ def test_rows_without_reasoning_are_left_out(tiny_aurora_dir, synth_dataset, tmp
         AuroraSFTTrainer(
             model=model, args=sft_config(tmp_path / "out"), train_dataset=dataset["test_s"], processing_class=processor
         )
+
+
+def test_frozen_work_runs_once_per_row_across_epochs(tiny_aurora_dir, synth_dataset, tmp_path, monkeypatch):
+    """Two epochs over 4 rows: the teacher's [SEG] embedding of each row and SAM's embeddings of each clip are
+    computed in the first epoch only, and the losses are those of a run that recomputes them at every step."""
+    from aurora_trl.modeling.embedding_cache import SamEmbeddingCache
+    from aurora_trl.trainers.teacher_cache import TeacherCache
+
+    rows = load_from_disk(str(synth_dataset))["train"].select(range(4))
+    keys = ("loss", "loss/ce", "loss/bce", "loss/dice", "loss/distill", "mask/iou")
+
+    def run(name):
+        torch.manual_seed(0)
+        model, processor = tiny_policy_model(tiny_aurora_dir)
+        args = sft_config(tmp_path / name, max_steps=4, dataloader_num_workers=0)
+        trainer = AuroraSFTTrainer(model=model, args=args, train_dataset=rows, processing_class=processor)
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        trainer.train()
+        # the teacher is the policy with PEFT's adapters off, and turning them on again leaves frozen parts frozen
+        assert {n for n, p in model.named_parameters() if p.requires_grad} == trainable
+        return trainer, [[entry[k] for k in keys] for entry in trainer.state.log_history if "loss/ce" in entry]
+
+    cached, cached_logs = run("cached")
+    assert cached.state.epoch == 2
+    assert (cached.teacher_cache.misses, cached.teacher_cache.hits, len(cached.teacher_cache)) == (4, 4, 4)
+    clips = len(set(rows["vid"]))
+    assert (cached.sam_cache.misses, cached.sam_cache.hits["memory"]) == (clips, 8 - clips)
+
+    monkeypatch.setattr(TeacherCache, "lookup", lambda self, teacher, uids: None)
+    monkeypatch.setattr(SamEmbeddingCache, "embeddings", lambda self, model, clip, pixels: model.encode_images(pixels))
+    _, recomputed_logs = run("recomputed")
+    assert len(cached_logs) == 4
+    for cached_step, recomputed_step in zip(cached_logs, recomputed_logs):
+        assert cached_step == pytest.approx(recomputed_step, abs=1e-6)
+
+
+def test_teacher_cache_starts_again_when_the_teacher_changes():
+    from aurora_trl.trainers.teacher_cache import TeacherCache
+
+    teacher = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    teacher[1].requires_grad_(False)
+    cache = TeacherCache()
+    assert cache.lookup(teacher, ["a", "b"]) is None
+    cache.store(["a", "b"], torch.ones(2, 3))
+    assert torch.equal(cache.lookup(teacher, ["b", "a"]), torch.ones(2, 3))
+    assert cache.lookup(teacher, ["a", "c"]) is None  # one row missing: the batch runs the teacher
+    with torch.no_grad():
+        teacher[0].weight.add_(1.0)  # e.g. a checkpoint loaded into the teacher
+    assert cache.lookup(teacher, ["a"]) is None and len(cache) == 0
+    assert cache.lookup(torch.nn.Linear(2, 2), []) is None  # another teacher
+
+    # the PEFT teacher is the policy with its adapters off: its trainable weights change every step, harmlessly
+    policy_teacher = TeacherCache(frozen_only=True)
+    policy_teacher.lookup(teacher, ["a"])
+    policy_teacher.store(["a"], torch.zeros(1, 3))
+    with torch.no_grad():
+        teacher[0].weight.add_(1.0)
+    assert policy_teacher.lookup(teacher, ["a"]) is not None
+    with torch.no_grad():
+        teacher[1].weight.add_(1.0)
+    assert policy_teacher.lookup(teacher, ["a"]) is None
+
+
+def test_collation_runs_in_worker_processes_by_default():
+    from aurora_trl.trainers.sft_config import AuroraSFTConfig
+
+    assert AuroraSFTConfig(output_dir="unused", use_cpu=True, bf16=False).dataloader_num_workers == 2

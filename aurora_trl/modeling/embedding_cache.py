@@ -126,6 +126,14 @@ class SamEmbeddingCache:
             self._memory.popitem(last=False)
         return embeddings.to(device)
 
+    def embeddings(self, model, clip_id: str | None, pixel_values: torch.Tensor) -> torch.Tensor:
+        """[`get_or_compute`] for a frozen encoder; a trainable one (or a clip without an id) encodes the frames
+        again, with autograd, since its output changes with every step."""
+        encoder = model.sam.image_encoder
+        if clip_id is None or any(p.requires_grad for p in encoder.parameters()):
+            return model.encode_images(pixel_values)
+        return self.get_or_compute(model, clip_id, pixel_values)
+
     def clear_memory(self) -> None:
         """Drop the in-memory entries (the disk cache stays)."""
         self._memory.clear()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import soundfile as sf
 import torch
+from PIL import Image
 
 from aurora_trl.modeling.processing import media_token_count
 from aurora_trl.modeling.sam import preprocess_frames
@@ -48,6 +49,13 @@ def row_prompt(row: dict, num_frames: int) -> list[dict]:
     return row.get("prompt") or build_prompt(row["expression"], num_frames=num_frames)
 
 
+def prompt_inputs(processor, row: dict, frames: list, waveform: np.ndarray) -> dict:
+    """The processor's output for a row's prompt: `input_ids` `(1, P)` (placeholders expanded), `attention_mask`,
+    and the image and audio tensors."""
+    text = processor.apply_chat_template(row_prompt(row, len(frames)), add_generation_prompt=True, tokenize=False)
+    return processor(text=[text], images=frames, audio=[waveform], return_tensors="pt")
+
+
 def response_ids(tokenizer, text: str) -> list[int]:
     """Token ids of a response: its text, then the end of turn."""
     return tokenizer(text + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
@@ -62,6 +70,13 @@ def sequence_length(processor, row: dict, target: str, image_sizes, audio_sample
     plain = sum(1 for i in processor.tokenizer(text)["input_ids"] if i not in placeholder_ids)
     multimodal = media_token_count(processor, image_sizes, audio_samples)
     return plain + multimodal + len(response_ids(processor.tokenizer, target_text(row, target)))
+
+
+def as_image(value) -> Image.Image:
+    """A data-set image as PIL: decoded already, or its stored bytes / file (a column read with `decode=False`)."""
+    if isinstance(value, Image.Image):
+        return value
+    return Image.open(io.BytesIO(value["bytes"]) if value.get("bytes") else value["path"])
 
 
 def mask_tensor(masks) -> torch.Tensor:
@@ -79,12 +94,15 @@ class AuroraCollator:
         target (`str`, *optional*, defaults to `"reasoning"`): `direct`, `reasoning` or `reflective`.
         with_teacher (`bool`, *optional*, defaults to `False`): Also build the distillation teacher's ids (the
             prompt followed by `It is {class} [SEG].`).
+        with_masks (`bool`, *optional*, defaults to `True`): Also build SAM's frames and the ground-truth masks
+            (`False`: the language-model inputs only).
     """
 
     processor: object
     sam_image_size: int
     target: str = "reasoning"
     with_teacher: bool = False
+    with_masks: bool = True
 
     def __call__(self, rows: list[dict]) -> dict:
         tokenizer = self.processor.tokenizer
@@ -92,34 +110,35 @@ class AuroraCollator:
         sam_pixels, input_sizes, original_sizes, gt_masks = [], [], [], []
         for row in rows:
             frames = [img.convert("RGB") for img in row["images"]]
-            prompt = row_prompt(row, len(frames))
-            text = self.processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
-            encoded = self.processor(
-                text=[text], images=frames, audio=[decode_audio(row["audio"])], return_tensors="pt"
-            )
+            encoded = prompt_inputs(self.processor, row, frames, decode_audio(row["audio"]))
             prompt_ids = encoded.pop("input_ids")[0]
             encoded.pop("attention_mask")
             multimodal.append(encoded)
             sequences.append((prompt_ids, self._response_ids(target_text(row, self.target))))
             if self.with_teacher:
                 teacher_sequences.append((prompt_ids, self._response_ids(teacher_target(row["class_name"]))))
-            sam = preprocess_frames(frames, self.sam_image_size)
-            sam_pixels.append(sam.pixel_values)
-            input_sizes.append(sam.input_size)
-            original_sizes.append(sam.original_size)
-            gt_masks.append(mask_tensor(row["masks"]))
+            if self.with_masks:
+                sam = preprocess_frames(frames, self.sam_image_size)
+                sam_pixels.append(sam.pixel_values)
+                input_sizes.append(sam.input_size)
+                original_sizes.append(sam.original_size)
+                gt_masks.append(mask_tensor(row["masks"]))
 
         batch = self._pad(sequences, tokenizer.pad_token_id)
+        # what the trainer's caches key by: the row (teacher embeddings) and its clip (SAM image embeddings)
+        batch["uids"] = [row.get("uid") for row in rows]
+        batch["clip_ids"] = [row.get("vid") or row.get("uid") for row in rows]
         for key in multimodal[0]:
             batch[key] = torch.cat([m[key] for m in multimodal])
         if self.with_teacher:
             teacher = self._pad(teacher_sequences, tokenizer.pad_token_id)
             batch["teacher_input_ids"] = teacher["input_ids"]
             batch["teacher_attention_mask"] = teacher["attention_mask"]
-        batch["sam_pixel_values"] = torch.stack(sam_pixels)
-        batch["sam_input_sizes"] = input_sizes
-        batch["sam_original_sizes"] = original_sizes
-        batch["gt_masks"] = gt_masks
+        if self.with_masks:
+            batch["sam_pixel_values"] = torch.stack(sam_pixels)
+            batch["sam_input_sizes"] = input_sizes
+            batch["sam_original_sizes"] = original_sizes
+            batch["gt_masks"] = gt_masks
         return batch
 
     def _response_ids(self, text: str) -> torch.Tensor:

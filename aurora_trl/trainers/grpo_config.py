@@ -26,6 +26,9 @@ class AuroraGRPOConfig(GRPOConfig):
         sam_cache_dir (`str`, *optional*):
             Folder of the on-disk SAM image-embedding cache, reused across epochs and runs. Default: memory only
             (each clip is still encoded once per group).
+        sam_cache_max_clips (`int`, *optional*, defaults to `64`):
+            Clips whose SAM image embeddings stay in memory (least recently used out first); one 10-frame clip is
+            2 MB at SAM ViT-H's 224 px.
     """
 
     bce_loss_weight: float = field(default=2.0, metadata={"help": "Weight of the rollout mask BCE (AURORA 2.0)."})
@@ -33,6 +36,9 @@ class AuroraGRPOConfig(GRPOConfig):
     iou_threshold: float = field(default=0.5, metadata={"help": "Sigmoid threshold of the IoU reward."})
     sam_cache_dir: str | None = field(
         default=None, metadata={"help": "On-disk SAM image-embedding cache folder (default: memory only)."}
+    )
+    sam_cache_max_clips: int = field(
+        default=64, metadata={"help": "Clips whose SAM image embeddings stay in memory (LRU)."}
     )
 
     # The dataclass repr TRL's config gets shows `hub_token` in clear (in `{args!r}`, a list of configs, a

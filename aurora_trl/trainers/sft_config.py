@@ -38,7 +38,16 @@ class AuroraSFTConfig(SFTConfig):
         teacher_model_name_or_path (`str`, *optional*):
             The frozen distillation teacher (a Stage-0 checkpoint). Default: with LoRA, the policy with its adapters
             disabled, i.e. the checkpoint training started from, at no extra memory; without LoRA, a frozen copy of
-            the starting model.
+            the starting model. Its `[SEG]` embedding of a row is computed once and kept (1 KB a row).
+        sam_cache_dir (`str`, *optional*):
+            Folder of the on-disk SAM image-embedding cache, reused across epochs and runs. Default: memory only.
+        sam_cache_max_clips (`int`, *optional*, defaults to `64`):
+            Clips whose SAM image embeddings stay in memory (least recently used out first); one 10-frame clip is
+            2 MB at SAM ViT-H's 224 px. With more clips than this and no `sam_cache_dir`, later epochs encode
+            again.
+        dataloader_num_workers (`int`, *optional*, defaults to `2`):
+            Worker processes that collate batches (decode frames and audio, run the processor) while the model
+            trains; TrainingArguments' 0 collates between steps, in the training process.
     """
 
     sft_target: str = field(
@@ -71,6 +80,16 @@ class AuroraSFTConfig(SFTConfig):
             "help": "Frozen distillation teacher (Stage-0 checkpoint). Default: the starting checkpoint "
             "(the adapter-disabled policy under LoRA, else a frozen copy)."
         },
+    )
+    sam_cache_dir: str | None = field(
+        default=None, metadata={"help": "On-disk SAM image-embedding cache folder (default: memory only)."}
+    )
+    sam_cache_max_clips: int = field(
+        default=64, metadata={"help": "Clips whose SAM image embeddings stay in memory (LRU)."}
+    )
+    dataloader_num_workers: int = field(
+        default=2,
+        metadata={"help": "Worker processes that collate batches while the model trains (0: in the training loop)."},
     )
 
     # The dataclass repr TRL's config gets shows `hub_token` in clear (in `{args!r}`, a list of configs, a

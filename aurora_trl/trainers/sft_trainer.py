@@ -2,27 +2,32 @@
 
 One forward serves both losses: TRL's fused LM head computes the response cross-entropy from the backbone's last
 hidden state without materialising logits, and a forward hook on that same backbone call keeps the state, from
-which the `[SEG]` embedding, the masks and their losses follow (no second LLM forward for the student). The teacher
-runs one no-grad backbone forward on the prompt followed by `It is {class} [SEG].`.
+which the `[SEG]` embedding, the masks and their losses follow (no second LLM forward for the student).
+
+What is frozen runs once: the teacher's `[SEG]` embedding of a row (one no-grad backbone forward on the prompt
+followed by `It is {class} [SEG].`) is computed the first time the row is seen and kept
+([`~aurora_trl.trainers.teacher_cache.TeacherCache`]), and SAM's frozen image encoder encodes each clip once
+([`~aurora_trl.modeling.embedding_cache.SamEmbeddingCache`], bounded in memory, optionally on disk).
 """
 
 import copy
 import io
 import logging
+from contextlib import nullcontext
 
 import soundfile as sf
 import torch
-from datasets import Image, List
-from PIL import Image as PILImage
 from trl import SFTTrainer
 
 from aurora_trl.losses import clip_mask_losses, seg_distill_loss
 from aurora_trl.metrics import frame_iou
 from aurora_trl.modeling import AuroraForSegmentation
+from aurora_trl.modeling.embedding_cache import SamEmbeddingCache
 from aurora_trl.trainers.checkpointing import SafeSavingMixin
-from aurora_trl.trainers.collator import AuroraCollator, sequence_length
+from aurora_trl.trainers.collator import AuroraCollator, as_image, sequence_length
 from aurora_trl.trainers.sft_config import AuroraSFTConfig
-from aurora_trl.trainers.utils import aurora_model, backbone_hidden_state, prepare_for_engine
+from aurora_trl.trainers.teacher_cache import TeacherCache
+from aurora_trl.trainers.utils import adapters_disabled, aurora_model, backbone_hidden_state, prepare_for_engine
 
 
 logger = logging.getLogger(__name__)
@@ -35,6 +40,8 @@ EXTRA_KEYS = (
     "gt_masks",
     "teacher_input_ids",
     "teacher_attention_mask",
+    "uids",
+    "clip_ids",
 )
 MULTIMODAL_KEYS = ("pixel_values", "image_grid_thw", "input_features", "feature_attention_mask")
 
@@ -59,12 +66,12 @@ def keep_rows_within_length(dataset, processor, max_length: int | None, target: 
     from the stored bytes without decoding them."""
     if dataset is None or max_length is None:
         return dataset
-    # the frames as stored bytes (PIL reads a size from the header alone), the masks not at all
-    raw = dataset.remove_columns([c for c in ("masks",) if c in dataset.column_names])
-    raw = raw.cast_column("images", List(Image(decode=False)))
+    # the rows as stored (Arrow): frames as bytes, whose size PIL reads from the header alone, and nothing decoded
+    stored = dataset.select_columns([c for c in dataset.column_names if c != "masks"]).with_format("arrow")
     too_long = []
-    for index, row in enumerate(raw):
-        sizes = [PILImage.open(_image_source(image)).size[::-1] for image in row["images"]]
+    for index in range(len(dataset)):
+        row = stored[index].to_pylist()[0]
+        sizes = [as_image(image).size[::-1] for image in row["images"]]
         samples = sf.info(io.BytesIO(row["audio"])).frames
         length = sequence_length(processor, row, target, sizes, samples)
         if length > max_length:
@@ -86,11 +93,6 @@ def keep_rows_within_length(dataset, processor, max_length: int | None, target: 
         raise ValueError(f"{name}: every row is longer than max_length={max_length} tokens ({examples})")
     dropped = {index for index, _, _ in too_long}
     return dataset.select([i for i in range(len(dataset)) if i not in dropped])
-
-
-def _image_source(image: dict):
-    """What PIL opens for an undecoded data-set image: its bytes, or the file it points to."""
-    return io.BytesIO(image["bytes"]) if image.get("bytes") else image["path"]
 
 
 class AuroraSFTTrainer(SafeSavingMixin, SFTTrainer):
@@ -147,6 +149,8 @@ class AuroraSFTTrainer(SafeSavingMixin, SFTTrainer):
         )
         prepare_for_engine(self)
         self.teacher_model = self._make_teacher(teacher_model) if distill else None
+        self.teacher_cache = TeacherCache(frozen_only=self.teacher_model is None)
+        self.sam_cache = SamEmbeddingCache(args.sam_cache_dir, args.sam_cache_max_clips)
 
     def _make_teacher(self, teacher_model):
         """A frozen teacher, or None to use the adapter-disabled policy (PEFT)."""
@@ -172,9 +176,11 @@ class AuroraSFTTrainer(SafeSavingMixin, SFTTrainer):
         ce, outputs = result if return_outputs else (result, None)
 
         seg, found = base.seg_embeddings(captured["hidden"], inputs["input_ids"], inputs["attention_mask"])
+        pixels = extras["sam_pixel_values"]
+        embeddings = [self.sam_cache.embeddings(base, c, p) for c, p in zip(extras["clip_ids"], pixels)]
         masks = base.predict_masks(
             seg,
-            pixel_values=extras["sam_pixel_values"],
+            image_embeddings=torch.stack(embeddings),
             clip_index=torch.arange(seg.shape[0]),
             input_sizes=extras["sam_input_sizes"],
             original_sizes=extras["sam_original_sizes"],
@@ -209,15 +215,20 @@ class AuroraSFTTrainer(SafeSavingMixin, SFTTrainer):
 
     @torch.no_grad()
     def _teacher_seg_embeddings(self, model, inputs, extras) -> torch.Tensor:
-        """The teacher's `[SEG]` embeddings for the prompt followed by `It is {class} [SEG].`."""
+        """The teacher's `[SEG]` embeddings for the prompt followed by `It is {class} [SEG].`: from the cache, or
+        from one forward of the batch, then cached."""
+        unwrapped = getattr(model, "module", model)
+        teacher = self.teacher_model if self.teacher_model is not None else unwrapped
+        uids = extras["uids"] if all(uid is not None for uid in extras["uids"]) else []
+        cached = self.teacher_cache.lookup(teacher, uids)
+        if cached is not None:
+            return cached.to(inputs["input_ids"].device)
         multimodal = {key: inputs[key] for key in MULTIMODAL_KEYS if key in inputs}
         ids, mask = extras["teacher_input_ids"], extras["teacher_attention_mask"]
-        if self.teacher_model is not None:
-            teacher = aurora_model(self.teacher_model)
-            hidden = teacher.get_backbone()(input_ids=ids, attention_mask=mask, **multimodal).last_hidden_state
-            return teacher.seg_embeddings(hidden, ids, mask)[0]
-        unwrapped = getattr(model, "module", model)
-        with unwrapped.disable_adapter():
-            base = aurora_model(unwrapped)
+        # without a teacher of its own, the teacher is the policy with its adapters disabled
+        with nullcontext() if self.teacher_model is not None else adapters_disabled(unwrapped):
+            base = aurora_model(teacher)
             hidden = base.get_backbone()(input_ids=ids, attention_mask=mask, **multimodal).last_hidden_state
-            return base.seg_embeddings(hidden, ids, mask)[0]
+            embeddings = base.seg_embeddings(hidden, ids, mask)[0]
+        self.teacher_cache.store(uids, embeddings)
+        return embeddings

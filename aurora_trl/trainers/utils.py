@@ -27,6 +27,20 @@ def backbone_hidden_state(model):
         hook.remove()
 
 
+@contextmanager
+def adapters_disabled(model):
+    """PEFT's `model.disable_adapter()`, leaving every parameter's `requires_grad` as it was: on leaving it, PEFT
+    makes all parameters of its `modules_to_save` copies trainable again, also those the training policy froze
+    (the mask decoder's unused heads)."""
+    flags = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
+    try:
+        with model.disable_adapter():
+            yield
+    finally:
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
+
+
 def prepare_for_engine(trainer) -> None:
     """What both trainers do to their model once TRL has set it up, before accelerate wraps it.
 

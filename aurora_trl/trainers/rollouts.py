@@ -1,0 +1,174 @@
+"""The rollouts of one GRPO generation batch, as one object that AuroraGRPOTrainer's hooks share.
+
+TRL's `GRPOTrainer` runs, for each generation batch, `_generate_and_score_completions`, which calls
+`_tokenize_prompts`, `_generate_single_turn`, the old and reference log-prob forwards and `_calculate_rewards`; it
+then shuffles the batch, splits it into `steps_per_generation` slices and hands each slice to `_compute_loss`
+`num_iterations` times. [`RolloutBatch`] is built at the start of a generation batch and holds what the later hooks
+need, per rollout: its group (the clip and prompt it shares with the other G − 1), the `[SEG]` state generation
+found, its masks' IoU. The batch TRL shuffles carries only each row's `rollout_index` into it.
+
+Everything a group's G rollouts share is computed once per group ([`RolloutGroup`]): the frames and masks decoded
+from their PNG bytes, the processor's image tensors and Whisper features, the prompt's token ids, and SAM's image
+embeddings (through the embedding cache, also across groups of one clip and across epochs). TRL's sampler repeats
+each row G times and `datasets` decodes every image of a row each time it is read, so the frames and masks are
+taken out of the rows TRL loads ([`ClipMedia`]) and decoded here, once per group.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import datasets
+import numpy as np
+import torch
+
+from aurora_trl.modeling.sam import preprocess_frames
+from aurora_trl.trainers.collator import as_image, decode_audio, mask_tensor, prompt_inputs
+
+
+@dataclass
+class RolloutGroup:
+    """What the G rollouts of one prompt share, computed once.
+
+    Args:
+        clip_id (`str`): The clip (its SAM embeddings are shared by every prompt about it).
+        prompt_ids (`list[int]`): The prompt as the processor expands it (image and audio placeholders included).
+        model_inputs (`dict[str, torch.Tensor]`): The processor's image and audio tensors of the prompt (one row).
+        sam_embeddings (`torch.Tensor` of shape `(T, C, h, w)`): SAM's image embeddings of the frames.
+        input_size, original_size (`tuple[int, int]`): The frames' size inside SAM's square, and their own.
+        gt_masks (`torch.Tensor` of shape `(T, H, W)`): The ground-truth masks.
+    """
+
+    clip_id: str
+    prompt_ids: list[int]
+    model_inputs: dict[str, torch.Tensor]
+    sam_embeddings: torch.Tensor
+    input_size: tuple[int, int]
+    original_size: tuple[int, int]
+    gt_masks: torch.Tensor
+
+
+@dataclass
+class RolloutBatch:
+    """The rollouts of one generation batch: their groups, and what generation and the rewards found.
+
+    Args:
+        groups (`list[RolloutGroup]`): The distinct prompts of the batch.
+        group_of (`list[int]`): Each rollout's group.
+        seg_states (`torch.Tensor` of shape `(N, H)`, *optional*): Each rollout's state at its answer's `[SEG]`,
+            read during generation (the appended `It is [SEG].` for a rollout that wrote none).
+        seg_written (`list[bool]`, *optional*): Whether each rollout wrote `[SEG]` itself.
+        ious (`list[float]`, *optional*): Each rollout's mask IoU (its `iou` reward).
+    """
+
+    groups: list[RolloutGroup]
+    group_of: list[int]
+    seg_states: torch.Tensor | None = None
+    seg_written: list[bool] | None = None
+    ious: list[float] | None = field(default=None)
+
+    def __len__(self) -> int:
+        return len(self.group_of)
+
+    def prompt_ids(self) -> list[list[int]]:
+        return [self.groups[g].prompt_ids for g in self.group_of]
+
+    def model_inputs(self, indices: Sequence[int], device) -> dict[str, torch.Tensor]:
+        """The image and audio tensors of the given rollouts, in their order (rows of one forward)."""
+        groups = [self.groups[self.group_of[int(i)]] for i in indices]
+        keys = groups[0].model_inputs.keys()
+        return {key: torch.cat([g.model_inputs[key] for g in groups]).to(device) for key in keys}
+
+    def masks(self, model, seg_embeddings: torch.Tensor, indices: Sequence[int]):
+        """Mask logits `(T, H, W)` of the given rollouts, decoded from their `[SEG]` embeddings `(len(indices), C)`,
+        and their ground truth; each clip's embeddings enter SAM's decoder once, for all its rollouts."""
+        groups = [self.group_of[int(i)] for i in indices]
+        clips = list(dict.fromkeys(groups))
+        first = [self.groups[c] for c in clips]
+        masks = model.predict_masks(
+            seg_embeddings,
+            image_embeddings=torch.stack([g.sam_embeddings for g in first]),
+            clip_index=torch.tensor([clips.index(g) for g in groups]),
+            input_sizes=[g.input_size for g in first],
+            original_sizes=[g.original_size for g in first],
+        )
+        return masks, [self.groups[g].gt_masks.to(m.device) for g, m in zip(groups, masks)]
+
+
+MEDIA_COLUMNS = ("images", "masks")
+
+
+class ClipMedia:
+    """The frames and masks of data-set rows, by `uid`, read as stored bytes and decoded when asked for."""
+
+    def __init__(self):
+        self._sources: dict[str, tuple] = {}  # uid -> (the media columns as Arrow, row index)
+
+    def take(self, dataset):
+        """`dataset` without its frames and masks (what TRL loads, for every rollout), remembering where each row's
+        are. A data set that is not indexable, or whose `uid`s are not unique (in it and among the data sets taken
+        before), keeps them: they are then decoded for each rollout, as TRL reads them."""
+        if not isinstance(dataset, datasets.Dataset) or "uid" not in dataset.column_names:
+            return dataset
+        if not set(MEDIA_COLUMNS) <= set(dataset.column_names):
+            return dataset
+        uids = list(dataset["uid"])
+        if len(set(uids)) < len(uids) or any(uid in self._sources for uid in uids):
+            return dataset
+        stored = dataset.select_columns(list(MEDIA_COLUMNS)).with_format("arrow")
+        self._sources.update((uid, (stored, index)) for index, uid in enumerate(uids))
+        return dataset.remove_columns(list(MEDIA_COLUMNS))
+
+    def of(self, row: dict) -> tuple[list, list]:
+        """The row's frames and masks (PIL images, or their stored bytes and paths for [`as_image`])."""
+        if "images" in row:
+            return row["images"], row["masks"]
+        stored, index = self._sources[row["uid"]]
+        record = stored[index]
+        return tuple(record.column(column)[0].as_py() for column in MEDIA_COLUMNS)
+
+
+def build_rollouts(rows: Sequence[dict], processor, model, sam_cache, media: ClipMedia) -> RolloutBatch:
+    """The [`RolloutBatch`] of a generation batch's rows (G consecutive copies of each prompt, as TRL samples them).
+
+    Rows with the same `uid` are one group; a row without one is a group of its own.
+    """
+    groups, index, group_of = [], {}, []
+    for position, row in enumerate(rows):
+        key = row.get("uid") or f"row {position}"
+        if key not in index:
+            index[key] = len(groups)
+            groups.append(_group(row, *media.of(row), processor, model, sam_cache))
+        group_of.append(index[key])
+    return RolloutBatch(groups=groups, group_of=group_of)
+
+
+def _group(row: dict, images: list, masks: list, processor, model, sam_cache) -> RolloutGroup:
+    frames = [as_image(image).convert("RGB") for image in images]
+    encoded = prompt_inputs(processor, row, frames, decode_audio(row["audio"]))
+    prompt_ids = encoded.pop("input_ids")[0].tolist()
+    encoded.pop("attention_mask", None)
+    clip_id = row.get("vid") or row.get("uid")
+    sam = preprocess_frames(frames, model.config.sam_image_size)
+    with torch.no_grad():  # the rollouts' masks decode from fixed embeddings, reused across buffered steps
+        embeddings = sam_cache.embeddings(model, clip_id, sam.pixel_values)
+    return RolloutGroup(
+        clip_id=clip_id,
+        prompt_ids=prompt_ids,
+        model_inputs={key: torch.as_tensor(np.asarray(value)) for key, value in encoded.items()},
+        sam_embeddings=embeddings,
+        input_size=sam.input_size,
+        original_size=sam.original_size,
+        gt_masks=mask_tensor([as_image(mask) for mask in masks]),
+    )
+
+
+class ModelWithInputs:
+    """`module` called with the given image and audio tensors added to every call: the rows' own inputs for TRL's
+    log-prob forwards, which pass only token ids (`unwrap_aurora_model` reads the model from `module`)."""
+
+    def __init__(self, module, inputs: dict[str, torch.Tensor]):
+        self.module = module
+        self.inputs = inputs
+
+    def __call__(self, **kwargs):
+        return self.module(**kwargs, **self.inputs)
