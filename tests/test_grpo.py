@@ -19,8 +19,8 @@ from aurora_trl.trainers.utils import aurora_model
 from tests.helpers import grpo_config
 
 
-def make_trainer(model_dir, dataset, tmp_path, **overrides):
-    model = AuroraForSegmentation.from_pretrained(model_dir)
+def make_trainer(model_dir, dataset, tmp_path, dtype=torch.float32, **overrides):
+    model = AuroraForSegmentation.from_pretrained(model_dir, dtype=dtype)
     seg = model.config.seg_token_id
     model = apply_training_policy(model, TrainingPolicy())
     return AuroraGRPOTrainer(
@@ -64,7 +64,7 @@ def test_logprobs_are_read_at_the_completion_tokens(tiny_aurora_dir, synth_datas
         attention_mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
         n = batch["completion_ids"].size(1)
         ours, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, input_ids, attention_mask, n)
-        multimodal = trainer._rollouts["train"].model_inputs(range(3), "cpu")
+        multimodal = trainer._rollouts["train"].model_inputs(range(3))
         logits = trainer.model(input_ids=input_ids, attention_mask=attention_mask, **multimodal).logits
     assert set(multimodal) == {"pixel_values", "image_grid_thw", "input_features", "feature_attention_mask"}
     reference = torch.log_softmax(logits[:, -n - 1 : -1].float() / trainer.temperature, dim=-1)
@@ -175,17 +175,23 @@ def test_odd_rollouts_and_none_rewards_keep_the_loss_finite(tiny_aurora_dir, syn
 
 
 @pytest.mark.parametrize(
-    "seg_bias, checkpointing",
-    [(-100.0, False), (5.0, False), (5.0, True)],
-    ids=["none_wrote_seg", "some_wrote_seg", "some_wrote_seg_gradient_checkpointing"],
+    "seg_bias, checkpointing, dtype",
+    [
+        (-100.0, False, torch.float32),
+        (5.0, False, torch.float32),
+        (5.0, True, torch.float32),
+        (5.0, False, torch.bfloat16),
+    ],
+    ids=["none_wrote_seg", "some_wrote_seg", "some_wrote_seg_gradient_checkpointing", "some_wrote_seg_bf16"],
 )
 def test_seg_states_from_generation_equal_a_full_forward(
-    tiny_aurora_dir, synth_dataset, tmp_path, seg_bias, checkpointing
+    tiny_aurora_dir, synth_dataset, tmp_path, seg_bias, checkpointing, dtype
 ):
     """Each rollout's `[SEG]` state comes from generation: where it wrote `[SEG]`, from the step that fed it; where
     it did not, from `It is [SEG].` forwarded on the generation's KV cache (as inference appends it). Both equal the
-    state a full forward of prompt + answer gives (to 1e-5), and the IoU reward is that of the masks decoded from it;
-    a rollout without `[SEG]` is not scored on its last token's state."""
+    state a full forward of prompt + answer gives (to 1e-5 in float32, to bf16's rounding of values near 1-2 in
+    bf16), and the IoU reward is that of the masks decoded from it; a rollout without `[SEG]` is not scored on its
+    last token's state."""
     dataset = load_from_disk(str(synth_dataset))["train"]
     seg = json.loads((tiny_aurora_dir / "config.json").read_text())["seg_token_id"]
     eos = load_processor(tiny_aurora_dir).tokenizer.eos_token_id
@@ -194,9 +200,13 @@ def test_seg_states_from_generation_equal_a_full_forward(
         tiny_aurora_dir,
         dataset,
         tmp_path,
+        dtype=dtype,
         generation_kwargs={"sequence_bias": bias},
         gradient_checkpointing=checkpointing,
+        bf16=dtype == torch.bfloat16,
     )
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+    iou_tolerance = 1e-6 if dtype == torch.float32 else 1e-2  # bf16: a few pixels at the threshold may flip
     trainer.model.train()  # as in a training step (gradient checkpointing applies in training mode)
     if checkpointing:  # as the Trainer's training loop turns it on
         trainer.model.gradient_checkpointing_enable(trainer.args.gradient_checkpointing_kwargs)
@@ -211,17 +221,17 @@ def test_seg_states_from_generation_equal_a_full_forward(
         for i, row in enumerate(rows):
             completion = batch["completion_ids"][i][batch["completion_mask"][i].bool()].tolist()
             answer, emitted = base.mask_answer_ids(completion, tokenizer)
-            assert emitted == (seg in completion) == rollouts.seg_written[i]
+            assert emitted == (seg in completion)
             kinds.add(emitted)
             if not emitted:
                 assert tokenizer.decode(answer).endswith(ANSWER_SUFFIX)
             prompt = batch["prompt_ids"][i][batch["prompt_mask"][i].bool()].tolist()
             ids = torch.tensor([prompt + answer])
             hidden = base.get_backbone()(
-                input_ids=ids, attention_mask=torch.ones_like(ids), **rollouts.model_inputs([i], "cpu")
+                input_ids=ids, attention_mask=torch.ones_like(ids), **rollouts.model_inputs([i])
             ).last_hidden_state[0]
             last_seg = len(prompt) + len(answer) - 1 - answer[::-1].index(seg)
-            torch.testing.assert_close(rollouts.seg_states[i], hidden[last_seg], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(rollouts.seg_states[i], hidden[last_seg], atol=tolerance, rtol=tolerance)
             if not emitted:  # the old fallback, the last token's state, would differ
                 assert not torch.allclose(rollouts.seg_states[i], hidden[len(prompt) + len(completion) - 1], atol=1e-3)
             sam = preprocess_frames([image.convert("RGB") for image in row["images"]], base.config.sam_image_size)
@@ -231,7 +241,7 @@ def test_seg_states_from_generation_equal_a_full_forward(
                 input_sizes=sam.input_size,
                 original_sizes=sam.original_size,
             )[0]
-            assert rollouts.ious[i] == pytest.approx(clip_iou(masks, mask_tensor(row["masks"])), abs=1e-6)
+            assert rollouts.ious[i] == pytest.approx(clip_iou(masks, mask_tensor(row["masks"])), abs=iou_tolerance)
     assert kinds == ({False} if seg_bias < 0 else {False, True})
 
 

@@ -72,6 +72,11 @@ def sequence_length(processor, row: dict, target: str, image_sizes, audio_sample
     return plain + multimodal + len(response_ids(processor.tokenizer, target_text(row, target)))
 
 
+def clip_id(row: dict) -> str | None:
+    """The clip a row is about (its video id; its uid when it has none): what SAM's embeddings are cached by."""
+    return row.get("vid") or row.get("uid")
+
+
 def as_image(value) -> Image.Image:
     """A data-set image as PIL: decoded already, or its stored bytes / file (a column read with `decode=False`)."""
     if isinstance(value, Image.Image):
@@ -127,7 +132,7 @@ class AuroraCollator:
         batch = self._pad(sequences, tokenizer.pad_token_id)
         # what the trainer's caches key by: the row (teacher embeddings) and its clip (SAM image embeddings)
         batch["uids"] = [row.get("uid") for row in rows]
-        batch["clip_ids"] = [row.get("vid") or row.get("uid") for row in rows]
+        batch["clip_ids"] = [clip_id(row) for row in rows]
         for key in multimodal[0]:
             batch[key] = torch.cat([m[key] for m in multimodal])
         if self.with_teacher:

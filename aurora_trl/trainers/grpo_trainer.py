@@ -43,7 +43,7 @@ from aurora_trl.reporting import conversation_text
 from aurora_trl.rewards import REWARD_FUNCS
 from aurora_trl.trainers.checkpointing import SafeSavingMixin
 from aurora_trl.trainers.grpo_config import AuroraGRPOConfig
-from aurora_trl.trainers.rollouts import ClipMedia, ModelWithInputs, RolloutBatch, build_rollouts
+from aurora_trl.trainers.rollouts import ClipMedia, ModelWithInputs, RolloutBatch, build_rollouts, without_media
 from aurora_trl.trainers.utils import aurora_model, backbone_hidden_state, prepare_for_engine
 
 
@@ -124,13 +124,13 @@ class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
         )
         self._rollouts[self._mode()] = rollouts
         # Without frames TRL runs no processor of its own (once per rollout); the rollouts' tensors replace it.
-        output = super()._generate_and_score_completions([_without_media(row) for row in inputs])
+        output = super()._generate_and_score_completions([without_media(row) for row in inputs])
         output["rollout_index"] = torch.arange(len(inputs), device=self.accelerator.device)
         return output
 
     def _tokenize_prompts(self, prompts):
         rollouts = self._rollouts[self._mode()]
-        return rollouts.prompt_ids(), None, rollouts.model_inputs(range(len(rollouts)), self.accelerator.device)
+        return rollouts.prompt_ids(), None, rollouts.model_inputs(range(len(rollouts)))
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
         base = aurora_model(self.model)
@@ -138,12 +138,10 @@ class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
             completion_ids, logprobs = super()._generate_single_turn(
                 prompt_ids, images, multimodal_fields, num_generations, has_tool_images
             )
-        read = [base.mask_answer_ids(ids, self.processing_class.tokenizer) for ids in completion_ids]
-        rollouts = self._rollouts[self._mode()]
+        answers = [base.mask_answer_ids(ids, self.processing_class.tokenizer)[0] for ids in completion_ids]
         # gradient checkpointing would drop the KV cache the answers' remaining tokens are forwarded on
         with disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
-            rollouts.seg_states = recorder.answer_states(completion_ids, [answer for answer, _ in read])
-        rollouts.seg_written = [written for _, written in read]
+            self._rollouts[self._mode()].seg_states = recorder.answer_states(completion_ids, answers)
         return completion_ids, logprobs
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -151,8 +149,7 @@ class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
         rollouts = self._rollouts[mode]
         base = aurora_model(self.model)
         with torch.no_grad():
-            indices = range(len(rollouts))
-            masks, targets = rollouts.masks(base, base.project_seg(rollouts.seg_states), indices)
+            masks, targets = rollouts.masks(base, base.project_seg(rollouts.seg_states), range(len(rollouts)))
         rollouts.ious = [clip_iou(m, t, self.args.iou_threshold) for m, t in zip(masks, targets)]
         metric = self.accelerator.gather(torch.tensor(rollouts.ious, device=self.accelerator.device)).mean().item()
         self._metrics[mode]["iou/mean"].append(metric)
@@ -165,7 +162,7 @@ class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
     ):
         if not isinstance(model, ModelWithInputs):  # TRL's old/reference forwards: all rollouts, in order
             rollouts = self._rollouts[self._mode()]
-            model = ModelWithInputs(model, rollouts.model_inputs(range(len(rollouts)), input_ids.device))
+            model = ModelWithInputs(model, rollouts.model_inputs(range(len(rollouts))))
         return super()._get_per_token_logps_and_entropies(
             model, input_ids, attention_mask, logits_to_keep, batch_size=input_ids.size(0), **kwargs
         )
@@ -177,7 +174,7 @@ class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
         # read the rollout indices from a copy, never by popping them from the buffer.
         inputs = dict(inputs)
         indices = inputs.pop("rollout_index").tolist()
-        with_inputs = ModelWithInputs(model, rollouts.model_inputs(indices, inputs["prompt_ids"].device))
+        with_inputs = ModelWithInputs(model, rollouts.model_inputs(indices))
         with backbone_hidden_state(model) as captured:
             loss = super()._compute_loss(with_inputs, inputs)
         if self.args.bce_loss_weight == 0 and self.args.dice_loss_weight == 0:
@@ -212,8 +209,3 @@ class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
                 self._logs[key].clear()  # the same bounded deque TRL appends the next rollouts to
                 self._logs[key].extend(texts)
         super().log(logs, start_time)
-
-
-def _without_media(row: dict) -> dict:
-    """A row as TRL sees it: no frames (TRL would process them per rollout) and no ground-truth masks."""
-    return {key: value for key, value in row.items() if key not in ("images", "image", "masks")}

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from aurora_trl.modeling.sam import preprocess_frames
-from aurora_trl.trainers.collator import as_image, decode_audio, mask_tensor, prompt_inputs
+from aurora_trl.trainers.collator import as_image, clip_id, decode_audio, mask_tensor, prompt_inputs
 
 
 @dataclass
@@ -56,14 +56,12 @@ class RolloutBatch:
         group_of (`list[int]`): Each rollout's group.
         seg_states (`torch.Tensor` of shape `(N, H)`, *optional*): Each rollout's state at its answer's `[SEG]`,
             read during generation (the appended `It is [SEG].` for a rollout that wrote none).
-        seg_written (`list[bool]`, *optional*): Whether each rollout wrote `[SEG]` itself.
         ious (`list[float]`, *optional*): Each rollout's mask IoU (its `iou` reward).
     """
 
     groups: list[RolloutGroup]
     group_of: list[int]
     seg_states: torch.Tensor | None = None
-    seg_written: list[bool] | None = None
     ious: list[float] | None = field(default=None)
 
     def __len__(self) -> int:
@@ -72,26 +70,25 @@ class RolloutBatch:
     def prompt_ids(self) -> list[list[int]]:
         return [self.groups[g].prompt_ids for g in self.group_of]
 
-    def model_inputs(self, indices: Sequence[int], device) -> dict[str, torch.Tensor]:
-        """The image and audio tensors of the given rollouts, in their order (rows of one forward)."""
+    def model_inputs(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        """The image and audio tensors of the given rollouts, in their order (rows of one forward), on the device."""
         groups = [self.groups[self.group_of[int(i)]] for i in indices]
-        keys = groups[0].model_inputs.keys()
-        return {key: torch.cat([g.model_inputs[key] for g in groups]).to(device) for key in keys}
+        return {key: torch.cat([g.model_inputs[key] for g in groups]) for key in groups[0].model_inputs}
 
     def masks(self, model, seg_embeddings: torch.Tensor, indices: Sequence[int]):
         """Mask logits `(T, H, W)` of the given rollouts, decoded from their `[SEG]` embeddings `(len(indices), C)`,
-        and their ground truth; each clip's embeddings enter SAM's decoder once, for all its rollouts."""
-        groups = [self.group_of[int(i)] for i in indices]
-        clips = list(dict.fromkeys(groups))
-        first = [self.groups[c] for c in clips]
+        and their ground truth; each clip's embeddings are stacked once, for all the rollouts about it."""
+        groups = [self.groups[self.group_of[int(i)]] for i in indices]
+        clips = {g.clip_id: g for g in groups}  # one entry per clip, in first-seen order
+        clip_ids = list(clips)
         masks = model.predict_masks(
             seg_embeddings,
-            image_embeddings=torch.stack([g.sam_embeddings for g in first]),
-            clip_index=torch.tensor([clips.index(g) for g in groups]),
-            input_sizes=[g.input_size for g in first],
-            original_sizes=[g.original_size for g in first],
+            image_embeddings=torch.stack([g.sam_embeddings for g in clips.values()]),
+            clip_index=torch.tensor([clip_ids.index(g.clip_id) for g in groups]),
+            input_sizes=[g.input_size for g in clips.values()],
+            original_sizes=[g.original_size for g in clips.values()],
         )
-        return masks, [self.groups[g].gt_masks.to(m.device) for g, m in zip(groups, masks)]
+        return masks, [g.gt_masks for g in groups]
 
 
 MEDIA_COLUMNS = ("images", "masks")
@@ -127,10 +124,16 @@ class ClipMedia:
         return tuple(record.column(column)[0].as_py() for column in MEDIA_COLUMNS)
 
 
+def without_media(row: dict) -> dict:
+    """A row as TRL sees it: no frames (TRL would process them for each rollout) and no ground-truth masks."""
+    return {key: value for key, value in row.items() if key not in (*MEDIA_COLUMNS, "image")}
+
+
 def build_rollouts(rows: Sequence[dict], processor, model, sam_cache, media: ClipMedia) -> RolloutBatch:
     """The [`RolloutBatch`] of a generation batch's rows (G consecutive copies of each prompt, as TRL samples them).
 
-    Rows with the same `uid` are one group; a row without one is a group of its own.
+    Rows with the same `uid` are one group; a row without one is a group of its own. The groups' tensors are moved
+    to the model's device once, here, not at each forward that reads them.
     """
     groups, index, group_of = [], {}, []
     for position, row in enumerate(rows):
@@ -147,18 +150,18 @@ def _group(row: dict, images: list, masks: list, processor, model, sam_cache) ->
     encoded = prompt_inputs(processor, row, frames, decode_audio(row["audio"]))
     prompt_ids = encoded.pop("input_ids")[0].tolist()
     encoded.pop("attention_mask", None)
-    clip_id = row.get("vid") or row.get("uid")
+    clip = clip_id(row)
     sam = preprocess_frames(frames, model.config.sam_image_size)
     with torch.no_grad():  # the rollouts' masks decode from fixed embeddings, reused across buffered steps
-        embeddings = sam_cache.embeddings(model, clip_id, sam.pixel_values)
+        embeddings = sam_cache.embeddings(model, clip, sam.pixel_values)
     return RolloutGroup(
-        clip_id=clip_id,
+        clip_id=clip,
         prompt_ids=prompt_ids,
-        model_inputs={key: torch.as_tensor(np.asarray(value)) for key, value in encoded.items()},
+        model_inputs={key: torch.as_tensor(np.asarray(value)).to(model.device) for key, value in encoded.items()},
         sam_embeddings=embeddings,
         input_size=sam.input_size,
         original_size=sam.original_size,
-        gt_masks=mask_tensor([as_image(mask) for mask in masks]),
+        gt_masks=mask_tensor([as_image(mask) for mask in masks]).to(embeddings.device),  # where the masks are decoded
     )
 
 
