@@ -8,7 +8,7 @@ For every row of the chosen splits the model reasons and segments (`AuroraForSeg
 
     metrics.json     every number, per split, with the protocol
     results.md       the table: Seen J/F, Unseen J/F, Mix J/F, Null S
-    clips.csv        uid, split, class, J, F or S, the generated reasoning
+    clips.csv        uid, split, class, J, F or S, the answer checks (own [SEG], four steps, class), the reasoning
     overlays/        frame strips (prediction red, ground truth green) of the best and worst clips of each split
 """
 
@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from aurora_trl.metrics import REFAVS_BATCH_CLIPS, REFAVS_J_THRESHOLD, evaluate_clips, f_measure, mask_iou, null_s
+from aurora_trl.rewards import class_reward, reasoning_reward
 from aurora_trl.text import MAX_ANSWER_TOKENS
 from aurora_trl.visualize import overlay_strip
 
@@ -43,12 +44,29 @@ def predict_split(model, processor, rows, max_new_tokens: int) -> list[dict]:
             "class_name": row["class_name"],
             "is_null": row["is_null"],
             "text": out.text,
+            "seg_emitted": bool(out.seg_emitted),
             "logits": out.mask_logits.float().cpu(),
             "target": mask_tensor(row["masks"]),
             "frames": clip[0],
         }
         for row, clip, out in zip(rows, clips, outputs)
     ]
+
+
+# What each answer is checked for, besides its masks: the model wrote `[SEG]` itself (rather than inference
+# appending it), its text has the four steps with content, and it names the referred class (null for null rows).
+ANSWER_CHECKS = ("own_seg", "four_steps", "class_ok")
+
+
+def answer_checks(result: dict) -> dict:
+    """The answer's text and whether it passes each of `ANSWER_CHECKS` (as 0/1)."""
+    text = result["text"]
+    return {
+        "own_seg": int(result["seg_emitted"]),
+        "four_steps": int(reasoning_reward([text])[0] == 1.0),
+        "class_ok": int(class_reward([text], class_name=[result["class_name"]])[0] == 2.0),
+        "reasoning": text,
+    }
 
 
 def clip_scores(result: dict, protocol: str) -> dict:
@@ -101,7 +119,7 @@ def evaluate(
             for offset, r in enumerate(results):
                 scores = clip_scores(r, protocol)
                 rows_out.append(
-                    {"uid": r["uid"], "split": split, "class": r["class_name"], **scores, "reasoning": r["text"]}
+                    {"uid": r["uid"], "split": split, "class": r["class_name"], **scores, **answer_checks(r)}
                 )
                 ranked.append((scores["J"] if not null else -scores["S"], start + offset))  # higher is better
             pending += results
@@ -125,10 +143,13 @@ def evaluate(
     mixed = batch_scores.get("test_s", []) + batch_scores.get("test_u", [])
     if mixed:
         metrics["mix"] = mean_of_batches(mixed)
+    if rows_out:
+        metrics["answers"] = {key: sum(r[key] for r in rows_out) / len(rows_out) for key in ANSWER_CHECKS}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     (out / "results.md").write_text(results_table(metrics), encoding="utf-8")
     with open(out / "clips.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=["uid", "split", "class", "J", "F", "S", "reasoning"])
+        fields = ["uid", "split", "class", "J", "F", "S", *ANSWER_CHECKS, "reasoning"]
+        writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows_out)
     return metrics

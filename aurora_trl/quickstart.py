@@ -1,6 +1,6 @@
 """`aurora-trl quickstart`: every part of AURORA, end to end, on a laptop CPU in minutes.
 
-    aurora-trl quickstart [--out quickstart] [--steps-scale 1.0] [--eval-limit 8]
+    aurora-trl quickstart [--out quickstart] [--steps-scale 1.0] [--eval-limit N] [--seeds 0 1 2]
 
 1. synthetic Ref-AVS clips (`aurora-trl data synth`) built into a data set (`aurora-trl data build`);
 2. a tiny random AURORA model (`aurora-trl tiny --sam-size 128`), scored before training;
@@ -10,12 +10,15 @@
 4. `results.md`: one row per model (Seen J/F, Unseen J/F, Null S), and `curves.png`: the training curves.
 
 Everything lands in `--out`, laid out as the recipes expect (`data/`, `models/`, `runs/`), so each stage can be
-rerun on its own from there: `cd quickstart && python ../recipes/tiny/sft.yaml`.
+rerun on its own from there: `cd quickstart && python ../recipes/tiny/sft.yaml`. With several `--seeds`, each seed
+(of the data, the model and the training) runs in `--out/seed{S}`, and `--out/results.md` gives every cell as the mean over the
+seeds ± half their range: what a difference between two rows must exceed to mean anything.
 """
 
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -32,24 +35,28 @@ STAGES = [
 ]
 UNTRAINED = "untrained"
 TINY_SAM_SIZE = 128
+# Clips generated at once: a tiny model's answers are short, and a batch of 16 keeps scoring a few seconds a split.
+EVAL_BATCH = 16
 COLUMNS = [("test_s", "J", "Seen J"), ("test_s", "F", "Seen F"), ("test_u", "J", "Unseen J")]
 COLUMNS += [("test_u", "F", "Unseen F"), ("test_n", "S", "Null S ↓")]
 
 
 def prepare_inputs(out: Path, clips: int, seed: int) -> None:
     """The synthetic data set and the tiny model, where the tiny recipes look for them."""
-    from aurora_trl.modeling.tiny import save_tiny_model
+    from aurora_trl.modeling.tiny import corpus_from_dataset, save_tiny_model
     from data_prep.build import build_dataset
     from data_prep.synth import write_synthetic_refavs
 
-    raw = out / "data" / "synth"
+    raw, built = out / "data" / "synth", out / "data" / "synth-ds"
     write_synthetic_refavs(raw, clips=clips, seed=seed)
-    build_dataset(
-        raw, out / "data" / "synth-ds", stage1=raw / "stage1_cot.json", stage2=raw / "stage2_reflective.jsonl"
-    )
+    build_dataset(raw, built, stage1=raw / "stage1_cot.json", stage2=raw / "stage2_reflective.jsonl")
     # SAM at 128 px: its encoder then sees an 8x8 grid of the 64-px frames, fine enough for the small shapes (at 64 px
     # the 4x4 grid cannot place them, and the mask losses drive the decoder to predict nothing).
-    save_tiny_model(out / "models" / "tiny", seed=seed, sam_image_size=TINY_SAM_SIZE)
+    # The tokenizer learns the training texts, a token per word: a whole answer is then about 60 tokens (a
+    # reflective one 120), which the GRPO rollouts can reach; byte-level units made it 200-500.
+    save_tiny_model(
+        out / "models" / "tiny", seed=seed, sam_image_size=TINY_SAM_SIZE, corpus=corpus_from_dataset(built)
+    )
 
 
 def recipe_steps(recipe: Path) -> int:
@@ -58,13 +65,14 @@ def recipe_steps(recipe: Path) -> int:
     return int(read_recipe(recipe)[2]["max_steps"])
 
 
-def train_stage(out: Path, recipe: Path, steps_scale: float) -> float:
-    """Run one recipe in a child process (as `python recipe.yaml` would), in `out`; returns its seconds."""
+def train_stage(out: Path, recipe: Path, steps_scale: float, seed: int = 0, options: tuple[str, ...] = ()) -> float:
+    """Run one recipe in a child process (as `python recipe.yaml` would), in `out`, with the training seed `seed` and
+    any further `options` (flags that override the recipe); returns its seconds."""
     steps = max(1, math.ceil(recipe_steps(recipe) * steps_scale))
-    command = [sys.executable, "-m", "aurora_trl.launch", str(recipe), "--max_steps", str(steps)]
+    command = [sys.executable, "-m", "aurora_trl.launch", str(recipe), "--max_steps", str(steps), "--seed", str(seed)]
     start = time.perf_counter()
     # The child prints the Trainer's progress bar and logs to this terminal: that is the progress a user sees.
-    subprocess.run(command, cwd=out, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    subprocess.run([*command, *options], cwd=out, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     return time.perf_counter() - start
 
 
@@ -75,29 +83,57 @@ def score(model_dir: Path, dataset, out: Path, limit: int, max_new_tokens: int) 
     model = AuroraForSegmentation.from_pretrained(model_dir).eval()
     splits = [s for s in ("test_s", "test_u", "test_n") if s in dataset]
     return evaluate(
-        model, load_processor(model_dir), dataset, splits, out, max_new_tokens=max_new_tokens, limit=limit, overlays=1
+        model,
+        load_processor(model_dir),
+        dataset,
+        splits,
+        out,
+        max_new_tokens=max_new_tokens,
+        limit=limit,
+        overlays=1,
+        batch_size=EVAL_BATCH,
     )
 
 
-def results_table(results: dict[str, dict]) -> str:
-    """Markdown: one row per model, the benchmark's numbers as columns."""
+def results_table(results: dict[str, dict], spreads: dict[str, dict] | None = None) -> str:
+    """Markdown: one row per model, the benchmark's numbers as columns; with `spreads` (shaped as `results`), each
+    cell reads `mean ± spread`."""
     lines = ["| model | " + " | ".join(c[2] for c in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for label, metrics in results.items():
-        cells = [metrics.get(split, {}).get(key) for split, key, _ in COLUMNS]
-        lines.append(f"| {label} | " + " | ".join("–" if v is None else f"{v:.3f}" for v in cells) + " |")
+        cells = []
+        for split, key, _ in COLUMNS:
+            value = metrics.get(split, {}).get(key)
+            spread = None if spreads is None else spreads[label].get(split, {}).get(key)
+            cells.append("–" if value is None else f"{value:.3f}" + ("" if spread is None else f" ± {spread:.3f}"))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def over_seeds(per_seed: list[dict[str, dict]]) -> tuple[dict[str, dict], dict[str, dict]]:
+    """The mean and the half-range over seeds of every number of the table: `(means, spreads)`, each shaped as one
+    seed's results (`{label: {split: {key: value}}}`)."""
+    means, spreads = {}, {}
+    for label in per_seed[0]:
+        means[label], spreads[label] = {}, {}
+        for split, key, _ in COLUMNS:
+            values = [seed[label][split][key] for seed in per_seed if key in seed[label].get(split, {})]
+            if values:
+                means[label].setdefault(split, {})[key] = sum(values) / len(values)
+                spreads[label].setdefault(split, {})[key] = (max(values) - min(values)) / 2
+    return means, spreads
 
 
 def run_quickstart(
     out: Path,
     steps_scale: float = 1.0,
-    eval_limit: int = 8,
-    clips: int = 100,
-    max_new_tokens: int = 48,
+    eval_limit: int | None = None,
+    clips: int = 200,
+    max_new_tokens: int = 160,
     seed: int = 0,
     recipes: Path = RECIPES,
 ) -> dict[str, dict]:
-    """The whole pipeline; returns `{row label: metrics}` and writes `results.md` and `curves.png` to `out`."""
+    """The whole pipeline for one seed; returns `{row label: metrics}` and writes `results.md` and `curves.png` to
+    `out`."""
     from datasets import load_from_disk
 
     from aurora_trl.curves import plot_training_curves
@@ -114,7 +150,7 @@ def run_quickstart(
     timings = {}
     for number, (label, recipe, run_dir) in enumerate(STAGES, start=1):
         say(f"[{number}/{len(STAGES)}] {label}: {recipes / recipe}")
-        timings[label] = train_stage(out, recipes / recipe, steps_scale)
+        timings[label] = train_stage(out, recipes / recipe, steps_scale, seed)
         say(f"[eval] {label}")
         results[label] = score(
             out / run_dir / "merged", dataset, out / "eval" / Path(run_dir).name, eval_limit, max_new_tokens
@@ -127,6 +163,27 @@ def run_quickstart(
     return results
 
 
+def run_seeds(out: Path, seeds: list[int], **options) -> tuple[dict[str, dict], dict[str, dict] | None]:
+    """[`run_quickstart`] for each seed; returns `(results, spreads)`.
+
+    One seed runs in `out` and has no spreads. Several run in `out/seed{S}`; `out/results.md` then holds the mean
+    over the seeds ± half their range, and `out/curves.png` the first seed's curves.
+    """
+    if len(seeds) == 1:
+        return run_quickstart(Path(out), seed=seeds[0], **options), None
+    out = Path(out)
+    per_seed = [run_quickstart(out / f"seed{seed}", seed=seed, **options) for seed in seeds]
+    means, spreads = over_seeds(per_seed)
+    header = f"Mean ± half-range over seeds {', '.join(map(str, seeds))}.\n\n"
+    (out / "results.md").write_text(header + results_table(means, spreads), encoding="utf-8")
+    shutil.copyfile(out / f"seed{seeds[0]}" / "curves.png", out / "curves.png")
+    (out / "results.json").write_text(
+        json.dumps({"seeds": seeds, "mean": means, "half_range": spreads, "per_seed": per_seed}, indent=2),
+        encoding="utf-8",
+    )
+    return means, spreads
+
+
 def say(message: str) -> None:
     print(f"\n=== {message}", flush=True)
 
@@ -136,10 +193,16 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--steps-scale", type=float, default=1.0, help="multiply each recipe's max_steps (0.25 for a smoke run)"
     )
-    parser.add_argument("--eval-limit", type=int, default=8, help="clips scored per split after each stage")
-    parser.add_argument("--clips", type=int, default=100, help="synthetic clips (videos) to generate")
-    parser.add_argument("--max-new-tokens", type=int, default=48, help="reasoning length limit when scoring")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data and of the tiny model")
+    parser.add_argument("--eval-limit", type=int, help="rows scored per split after each stage (default: all)")
+    parser.add_argument("--clips", type=int, default=200, help="synthetic clips (videos) to generate")
+    parser.add_argument("--max-new-tokens", type=int, default=160, help="answer length limit when scoring")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="seeds of the data and the tiny model; several give each number as mean ± half-range",
+    )
     parser.add_argument("--recipes", default=str(RECIPES), help="folder of the tiny recipes")
 
 
@@ -150,14 +213,19 @@ def run(args) -> int:
         print(f"error: {recipes} lacks {', '.join(missing)} (run from a source checkout, or pass --recipes)")
         return 2
     start = time.perf_counter()
+    options = dict(
+        steps_scale=args.steps_scale,
+        eval_limit=args.eval_limit,
+        clips=args.clips,
+        max_new_tokens=args.max_new_tokens,
+        recipes=recipes,
+    )
     try:
-        results = run_quickstart(
-            Path(args.out), args.steps_scale, args.eval_limit, args.clips, args.max_new_tokens, args.seed, recipes
-        )
+        results, spreads = run_seeds(Path(args.out), args.seeds, **options)
     except subprocess.CalledProcessError as err:
         print(f"error: a training stage failed (exit code {err.returncode}); its output is above", file=sys.stderr)
         return 1
     say(f"done in {time.perf_counter() - start:.0f} s; results in {Path(args.out) / 'results.md'}")
-    print(results_table(results))
+    print(results_table(results, spreads))
     print(f"training curves: {Path(args.out) / 'curves.png'}")
     return 0

@@ -9,11 +9,18 @@ names to them. AURORA's reward is format + class + IoU, weight 1 each.
 import math
 import re
 
-from aurora_trl.text import ANSWER_SUFFIX, SEG_TOKEN, count_ordered_steps, names_class, parse_answer_class
+from aurora_trl.text import (
+    ANSWER_SUFFIX,
+    SEG_TOKEN,
+    count_reasoned_steps,
+    is_class_phrase,
+    names_class,
+    parse_answer_class,
+)
 
 
 # End-of-turn markers a decoded completion may still carry (Qwen, Llama, GPT-2 style).
-_END_OF_TURN = re.compile(r"(?:\s*(?:<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|</s>))+\s*$")
+_END_OF_TURN = re.compile(r"<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|</s>")
 
 
 def completion_text(completion) -> str:
@@ -49,27 +56,47 @@ def _per_completion(values, completions, name: str) -> list:
 
 
 def answer_text(completion) -> str:
-    """The completion without surrounding white space and trailing end-of-turn markers."""
-    return _END_OF_TURN.sub("", completion_text(completion)).strip()
+    """The answer a completion gives: its text up to the first end-of-turn marker, without surrounding white space.
 
-
-def format_reward(completions, **kwargs) -> list[float]:
-    """1.0 when the answer ends with `It is [SEG].` and holds exactly one `[SEG]`, else 0.0.
-
-    The single-`[SEG]` rule closes a hack AURORA's check leaves open: repeating the suffix, or `[SEG]` spam.
+    What follows the end of the turn is not part of the answer (a model reads it as the next turn), so it earns
+    nothing: `"… <|im_end|> Step 1 … It is [SEG]."` answers with the text before the marker.
     """
-    rewards = []
-    for completion in completions:
-        text = answer_text(completion)
-        rewards.append(float(text.endswith(ANSWER_SUFFIX) and text.count(SEG_TOKEN) == 1))
-    return rewards
+    return _END_OF_TURN.split(completion_text(completion), maxsplit=1)[0].strip()
+
+
+def format_reward(completions, completion_ids=None, seg_token_id=None, **kwargs) -> list[float]:
+    """1.0 when the answer ends with `It is [SEG].` and holds exactly one `[SEG]`, which is the real `[SEG]` token.
+
+    The single-`[SEG]` rule closes a hack AURORA's check leaves open: repeating the suffix, or `[SEG]` spam. The
+    token check closes another: `[SEG]` spelled with ordinary sub-tokens decodes to the same text, but no mask is
+    read there. It needs the completions' token ids (`completion_ids`, which TRL passes, cut after the end of turn)
+    and the `[SEG]` token id (`seg_token_id`, a column [`~aurora_trl.trainers.AuroraGRPOTrainer`] adds, or one id
+    for all); without them only the text is checked. A `seg_token_id` or `completion_ids` list of another length
+    than `completions` raises `ValueError`.
+    """
+    texts = [answer_text(c) for c in completions]
+    rewards = [float(text.endswith(ANSWER_SUFFIX) and text.count(SEG_TOKEN) == 1) for text in texts]
+    if completion_ids is None or seg_token_id is None:
+        return rewards
+    ids = _per_completion(completion_ids, completions, "completion_ids")
+    seg_ids = _per_completion(seg_token_id, completions, "seg_token_id")
+    return [reward * float(_count(row, seg) == 1) for reward, row, seg in zip(rewards, ids, seg_ids)]
+
+
+def _count(ids, token) -> int:
+    """How often `token` is among `ids`; ids that are not a sequence count as none (they confirm nothing)."""
+    if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
+        return 0
+    return sum(1 for i in ids if i == token)
 
 
 def class_reward(completions, class_name=None, **kwargs) -> list[float | None]:
-    """AURORA's class reward, 0-2: +1 for a `the target is …` phrase, +1 more when it names `class_name`.
+    """AURORA's class reward, 0-2: +1 for a `the target is …` phrase that names a class, +1 more when it names
+    `class_name`.
 
     The last such phrase counts; names are compared after normalisation (case, quotes, a leading article, and
-    spaces, underscores and hyphens alike). For null rows "null", "none", "nothing" and "no object" name the class.
+    spaces, underscores and hyphens alike). A phrase names a class when [`~aurora_trl.text.is_class_phrase`] says so
+    (`The target is the.` does not). For null rows "null", "none", "nothing" and "no object" name the class.
     `None` for a row without a class (`class_name` absent, None or not a string). A `class_name` list of another
     length than `completions` raises `ValueError`.
     """
@@ -79,13 +106,15 @@ def class_reward(completions, class_name=None, **kwargs) -> list[float | None]:
             rewards.append(None)
             continue
         named = parse_answer_class(answer_text(completion))
-        rewards.append(0.0 if named is None else 1.0 + float(names_class(named, truth)))
+        rewards.append(1.0 + float(names_class(named, truth)) if is_class_phrase(named) else 0.0)
     return rewards
 
 
 def reasoning_reward(completions, **kwargs) -> list[float]:
-    """0.25 for each of the four CoT steps found in order (`Step 1 …`, `Step1:`, `**Step 1**`, ...)."""
-    return [0.25 * count_ordered_steps(answer_text(c)) for c in completions]
+    """0.25 for each of the four CoT steps the answer carries in order, each with content (`Step 1 …`, `Step1:`,
+    `**Step 1**`, ...): [`~aurora_trl.text.count_reasoned_steps`], on the path after a reflective answer's last
+    "Wait, let me reconsider"."""
+    return [0.25 * count_reasoned_steps(answer_text(c)) for c in completions]
 
 
 def iou_reward(completions, iou=None, **kwargs) -> list[float | None]:

@@ -178,15 +178,61 @@ def split_cot_steps(text: str) -> dict[str, str]:
 
 # Looser than the canonical headers: "Step1:", "Step 1 -", "**Step 1**" and "Step 1 (image):" all count.
 _LOOSE_STEP_RE = re.compile(r"\bstep\s*([1-4])(?=\s*(?:\*\*|[:\-–(]))", re.IGNORECASE)
+# What follows a header before its body: "**", "(image)", ":" or a dash.
+_HEADER_TAIL_RE = re.compile(r"^\s*(?:\*\*)?\s*(?:\([^)]*\))?\s*(?:\*\*)?\s*[:\-–]?")
+_REFLECT_RE = re.compile(r"wait,?\s+let\s+me\s+reconsider", re.IGNORECASE)
+_WORD_RE = re.compile(r"[^\W_]+")
+# A step body needs this many words to count as reasoning: four bare headers, or one word each, are not.
+MIN_STEP_WORDS = 2
 
 
-def count_ordered_steps(text: str) -> int:
-    """How many of the four CoT steps appear in order (Step 1, then Step 2, ...), in any common header style."""
-    expected = 1
-    for match in _LOOSE_STEP_RE.finditer(text or ""):
-        if int(match.group(1)) == expected:
-            expected += 1
-    return expected - 1
+def final_path(text: str) -> str:
+    """The path an answer settles on: the text after its last "Wait, let me reconsider" (all of it without one)."""
+    parts = _REFLECT_RE.split(text or "")
+    return parts[-1]
+
+
+def count_reasoned_steps(text: str) -> int:
+    """How many of the four CoT steps the answer's final path ([`final_path`]) carries, in order and with content.
+
+    Headers may take any common style ("Step 1 (image):", "Step1:", "**Step 1**", "Step 1 -"). Counting walks the
+    headers from the first: each must be the next step number and have at least `MIN_STEP_WORDS` words before the
+    next header (the answer sentence `It is [SEG].` not counted). The first header out of order, repeated (a loop)
+    or empty ends the count: `Step 1: a b Step 2: c d Step 2: …` counts 2.
+    """
+    path = final_path(text)
+    headers = list(_LOOSE_STEP_RE.finditer(path))
+    counted = 0
+    for i, header in enumerate(headers):
+        end = headers[i + 1].start() if i + 1 < len(headers) else len(path)
+        body = without_answer(_HEADER_TAIL_RE.sub("", path[header.end() : end], count=1))
+        if int(header.group(1)) != counted + 1 or len(_WORD_RE.findall(body)) < MIN_STEP_WORDS:
+            break
+        counted += 1
+    return counted
+
+
+# Words that name no class: "The target is the." or "The target is it." answer nothing.
+_NOT_A_CLASS = frozenset(
+    {"the", "a", "an", "it", "its", "this", "that", "is", "was", "object", "target", "thing", "one", "something"}
+)
+# Class names have at most three words (emergency-car, vacuum-cleaner); a longer phrase is a sentence, not a class.
+MAX_CLASS_WORDS = 3
+
+
+def is_class_phrase(named: str | None) -> bool:
+    """Whether a parsed answer ([`parse_answer_class`]) can name a class: a null answer ("none", "nothing", ...),
+    or one to `MAX_CLASS_WORDS` distinct words of letters, none of them a function word ("the", "it", "object")."""
+    if not named:
+        return False
+    if named in NULL_ANSWERS:
+        return True
+    words = named.split("-")
+    return (
+        len(words) <= MAX_CLASS_WORDS
+        and len(set(words)) == len(words)
+        and all(word.isalpha() and word not in _NOT_A_CLASS for word in words)
+    )
 
 
 def has_canonical_steps(text: str) -> bool:

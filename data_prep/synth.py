@@ -82,39 +82,57 @@ class SceneObject:
 
 # ---------------------------------------------------------------------------------------------- expressions
 def candidate_expressions(objects: list[SceneObject]) -> list[dict]:
-    """Every expression that picks exactly one object of the scene: {template, text, target, modality}."""
+    """Every expression that picks exactly one object of the scene: {template, text, cue, target, modality}.
+
+    The cue is the expression's key words, as the short CoT's reference step quotes them.
+    """
     sounding = [i for i, o in enumerate(objects) if o.onset is not None]
     silent = [i for i, o in enumerate(objects) if o.onset is None]
     out = []
 
-    def add(template, text, target, modality):
-        out.append({"template": template, "text": text, "target": target, "modality": modality})
+    def add(template, text, cue, target, modality):
+        out.append({"template": template, "text": text, "cue": cue, "target": target, "modality": modality})
 
     if len(sounding) >= 2:
         by_onset = sorted(sounding, key=lambda i: objects[i].onset)
-        add("first_sound", "The first object to make a sound.", by_onset[0], "time")
-        add("last_sound", "The last object to start making a sound.", by_onset[-1], "time")
+        add("first_sound", "The first object to make a sound.", "first sound", by_onset[0], "time")
+        add("last_sound", "The last object to start making a sound.", "last sound", by_onset[-1], "time")
         by_pitch = sorted(sounding, key=lambda i: objects[i].f0)
-        add("lowest_sound", "The object making the lowest sound.", by_pitch[0], "audio")
-        add("highest_sound", "The object making the highest-pitched sound.", by_pitch[-1], "audio")
+        add("lowest_sound", "The object making the lowest sound.", "lowest sound", by_pitch[0], "audio")
+        add("highest_sound", "The object making the highest-pitched sound.", "highest sound", by_pitch[-1], "audio")
     if len(sounding) == 1:
-        add("only_sound", "The sounding object.", sounding[0], "audio")
+        add("only_sound", "The sounding object.", "only sound", sounding[0], "audio")
     if len(silent) == 1 and sounding:
-        add("silent", "The object that does not make any sound.", silent[0], "audio")
+        add("silent", "The object that does not make any sound.", "no sound", silent[0], "audio")
     for i, o in enumerate(objects):
-        add("color", f"The {o.color} object.", i, "vision")
-        add("slot", f"The object {SLOT_PHRASE[o.slot]}.", i, "vision")
-        add("class_slot", f"The {o.class_name} {SLOT_PHRASE[o.slot]}, whatever its colour.", i, "vision")
+        add("color", f"The {o.color} object.", f"{o.color} object", i, "vision")
+        add("slot", f"The object {SLOT_PHRASE[o.slot]}.", f"object {o.slot}", i, "vision")
+        add(
+            "class_slot",
+            f"The {o.class_name} {SLOT_PHRASE[o.slot]}, whatever its colour.",
+            f"{o.class_name} {o.slot}",
+            i,
+            "vision",
+        )
     return out
 
 
-def null_expressions(objects: list[SceneObject], rng: np.random.Generator) -> list[str]:
-    """Expressions that refer to nothing in the scene (Ref-AVS's null rows)."""
+def null_expressions(objects: list[SceneObject], rng: np.random.Generator) -> list[tuple[str, str]]:
+    """(expression, cue) pairs that refer to nothing in the scene (Ref-AVS's null rows), each close to a real one:
+    an absent colour or class, a class in a slot it is not in, a third sound that is not there."""
     colors = [c for c in COLORS if c not in {o.color for o in objects}]
-    classes = [c for c in CLASSES if c not in {o.class_name for o in objects}]
-    texts = [f"The {rng.choice(colors)} object.", f"The {rng.choice(classes)} in the video."]
+    # Only seen classes: a null row about a class that test_u shows would teach the unseen class as "nothing".
+    classes = [c for c in SEEN_CLASSES if c not in {o.class_name for o in objects}]
+    color, class_name = str(rng.choice(colors)), str(rng.choice(classes))
+    texts = [(f"The {color} object.", f"{color} object"), (f"The {class_name} in the video.", class_name)]
+    elsewhere = [
+        (o, s) for o in objects for s in SLOTS if s not in {p.slot for p in objects if p.class_name == o.class_name}
+    ]
+    if elsewhere:
+        o, slot = elsewhere[int(rng.integers(len(elsewhere)))]
+        texts.append((f"The {o.class_name} {SLOT_PHRASE[slot]}, whatever its colour.", f"{o.class_name} {slot}"))
     if sum(o.onset is not None for o in objects) < 3:
-        texts.append("The third object to make a sound.")
+        texts.append(("The third object to make a sound.", "third sound"))
     return texts
 
 
@@ -237,23 +255,25 @@ def _png(array: np.ndarray) -> bytes:
 
 
 # ---------------------------------------------------------------------------------------------- CoT text
-def scene_cot(objects: list[SceneObject], expression: str, target: int | None) -> str:
-    """The canonical 4-step CoT for one row; `target=None` for a null row."""
-    seen = ", ".join(f"a {o.color} {o.class_name} {SLOT_PHRASE[o.slot]}" for o in objects)
-    image = f"In the images there are {len(objects)} objects: {seen}."
+def scene_cot(objects: list[SceneObject], cue: str, target: int | None) -> str:
+    """The canonical 4-step CoT for one row, in short phrases (`target=None` for a null row), e.g.
+
+    Step 1 (image): red guitar left, blue dog right. Step 2 (audio): guitar low from 2, dog high from 5.
+    Step 3 (reference): first sound, the red guitar left. Step 4 (answer): The target is guitar.
+
+    Short, so that a whole answer fits a tiny model's sampling budget: GRPO's rewards need rollouts that reach
+    their own `It is [SEG].`.
+    """
+    image = ", ".join(f"{o.color} {o.class_name} {o.slot}" for o in sorted(objects, key=lambda o: SLOTS.index(o.slot)))
     sounding = sorted((o for o in objects if o.onset is not None), key=lambda o: o.onset)
-    heard = "; ".join(
-        f"a {o.pitch} {CLASSES[o.class_name][1]} sound, the {o.class_name}, from second {o.onset} to {o.offset}"
-        for o in sounding
-    )
-    silent = [o.class_name for o in objects if o.onset is None]
-    audio = f"The audio contains {heard}." + (f" The {silent[0]} makes no sound." if silent else "")
+    heard = [f"{o.class_name} {o.pitch} from {o.onset}" for o in sounding]
+    heard += [f"{o.class_name} silent" for o in objects if o.onset is None]
     if target is None:
-        reference = f'The reference is "{expression}" No object in the clip matches it.'
-        return format_cot(image, audio, reference, NULL_CLASS)
+        return format_cot(f"{image}.", f"{', '.join(heard)}.", f"{cue}, nothing matches.", NULL_CLASS)
     o = objects[target]
-    reference = f'The reference is "{expression}" So it refers to the {o.color} {o.class_name} {SLOT_PHRASE[o.slot]}.'
-    return format_cot(image, audio, reference, o.class_name)
+    return format_cot(
+        f"{image}.", f"{', '.join(heard)}.", f"{cue}, the {o.color} {o.class_name} {o.slot}.", o.class_name
+    )
 
 
 # ---------------------------------------------------------------------------------------------- writer
@@ -287,15 +307,16 @@ def write_synthetic_refavs(
             media_name = rows[0]["uid"].rsplit("_", 2)[0]
         _write_clip(out, media_name, vid, frames, masks, audio)
         for row in rows:
-            target = row.pop("target")
+            target, cue = row.pop("target"), row.pop("cue")
             row.pop("template")
             metadata.append(row)
             if split in ("train", "val"):
-                text = scene_cot(objects, row["exp"], target)
+                text = scene_cot(objects, cue, target)
                 cot.append({"uid": row["uid"], "reasoning": text})
-                if target is not None and len(objects) > 1 and rng.random() < 0.5:
-                    # A Stage-1 mistake: the same reasoning, landing on the next object.
-                    stage1_outputs[row["uid"]] = scene_cot(objects, row["exp"], (target + 1) % len(objects))
+                if rng.random() < 0.5:
+                    # A Stage-1 mistake: the same reasoning, landing on the next object (on an object for a null row).
+                    wrong = int(rng.integers(len(objects))) if target is None else (target + 1) % len(objects)
+                    stage1_outputs[row["uid"]] = scene_cot(objects, cue, wrong)
                     corrected[row["uid"]] = text
         scenes.append({"vid": vid, "split": split, "media": media_name, "objects": [asdict(o) for o in objects]})
 
@@ -330,8 +351,9 @@ def _clip_rows(objects, split, vid, rng) -> list[dict]:
                 candidates = [c for c in candidates if c is not pick]
     n_null = int(rng.integers(2, 4)) if split == "test_n" else int(split in ("train", "val") and rng.random() < 0.25)
     prefix = "null_c" if rng.random() < 0.5 else "null_m"
-    for text in list(rng.permutation(null_expressions(objects, rng)))[:n_null]:
-        rows.append({"template": "null", "text": str(text), "target": None})
+    nulls = null_expressions(objects, rng)
+    for k in rng.permutation(len(nulls))[:n_null]:
+        rows.append({"template": "null", "text": nulls[k][0], "cue": nulls[k][1], "target": None})
 
     per_class, out = {}, []
     for row in rows:
@@ -347,6 +369,7 @@ def _clip_rows(objects, split, vid, rng) -> list[dict]:
                 "fid": 0 if target is None else target,
                 "exp": row["text"],
                 "target": target,
+                "cue": row["cue"],
                 "template": row["template"],
             }
         )

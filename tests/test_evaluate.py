@@ -39,6 +39,10 @@ def test_eval_writes_metrics_table_csv_and_overlays(tiny_aurora_dir, synth_datas
         r["J"] and r["F"] for r in rows if r["split"] != "test_n"
     )
     assert all(r["reasoning"].endswith("It is [SEG].") or "[SEG]" in r["reasoning"] for r in rows)
+    # each answer's checks, and their shares in metrics.json
+    for key in ("own_seg", "four_steps", "class_ok"):
+        assert {r[key] for r in rows} <= {"0", "1"}
+        assert metrics["answers"][key] == sum(int(r[key]) for r in rows) / len(rows)
     overlays = sorted(p.name for p in (out / "overlays").glob("*.png"))
     assert any(n.startswith("test_s_best0") for n in overlays) and any(n.startswith("test_n_worst0") for n in overlays)
 
@@ -110,3 +114,17 @@ def test_inference_generates_as_long_as_auroras():
         assert parser.get_default("max_new_tokens") == 2048, module.__name__
     for method in (AuroraForSegmentation.segment, AuroraForSegmentation.segment_batch):
         assert inspect.signature(method).parameters["max_new_tokens"].default == 2048
+
+
+def test_answer_checks_read_the_answer_as_the_rewards_do():
+    from aurora_trl.evaluate import answer_checks
+    from aurora_trl.text import format_cot, sft_target
+
+    good = sft_target(format_cot("red dog left.", "dog low from 2.", "first sound, the red dog.", "dog"))
+    row = {"text": good, "seg_emitted": True, "class_name": "dog"}
+    assert answer_checks(row) == {"own_seg": 1, "four_steps": 1, "class_ok": 1, "reasoning": good}
+    # inference appended the [SEG]; the steps are empty headers; the class is wrong
+    bare = "Step 1: Step 2: Step 3: Step 4: The target is cat. It is [SEG]."
+    checks = answer_checks({"text": bare, "seg_emitted": False, "class_name": "dog"})
+    assert (checks["own_seg"], checks["four_steps"], checks["class_ok"]) == (0, 0, 0)
+    assert answer_checks({"text": "The target is nothing.", "seg_emitted": True, "class_name": "null"})["class_ok"]

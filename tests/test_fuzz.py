@@ -101,6 +101,12 @@ def reward_call(draw):
     for key in ("prompts", "completion_ids", "trainer_state"):
         if draw(st.booleans()):
             kwargs[key] = [None] * n
+    if draw(st.booleans()):  # token ids and the [SEG] id, as the AURORA trainer passes them, or junk
+        ids = st.one_of(st.lists(st.integers(0, 9), max_size=6), NOT_TEXT, TEXT)
+        kwargs["completion_ids"] = draw(st.lists(ids, min_size=n, max_size=n))
+        kwargs["seg_token_id"] = draw(
+            st.one_of(st.integers(0, 9), st.lists(st.integers(0, 9), min_size=n, max_size=n))
+        )
     return completions, kwargs
 
 
@@ -116,14 +122,18 @@ def test_rewards_never_raise_and_stay_in_range(name, call):
         assert value is None or (type(value) is float and math.isfinite(value) and low <= value <= high), value
 
 
-@pytest.mark.parametrize("name, column", [("class", "class_name"), ("iou", "iou")])
+@pytest.mark.parametrize(
+    "name, column", [("class", "class_name"), ("iou", "iou"), ("format", "completion_ids"), ("format", "seg_token_id")]
+)
 @fuzz(30)
 @given(n=st.integers(0, 5), m=st.integers(0, 5))
 def test_a_column_of_another_length_is_an_error(name, column, n, m):
     """zip() would pair rewards with the wrong completions, silently; TRL always passes one value per row."""
     assume(n != m)
+    values = {"iou": 0.5, "class_name": "guitar", "completion_ids": [7], "seg_token_id": 7}
+    other = {"completion_ids": [[7]] * n, "seg_token_id": 7} if name == "format" else {}
     with pytest.raises(ValueError, match=f"{column} has {m} values for {n} completions"):
-        REWARD_FUNCS[name](["It is [SEG]."] * n, **{column: [0.5 if column == "iou" else "guitar"] * m})
+        REWARD_FUNCS[name](["It is [SEG]."] * n, **{**other, column: [values[column]] * m})
 
 
 def test_iou_reward_keeps_only_ious():

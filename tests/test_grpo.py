@@ -174,6 +174,35 @@ def test_odd_rollouts_and_none_rewards_keep_the_loss_finite(tiny_aurora_dir, syn
     assert (logged["mask/seg_emitted"] == 0) == (seg_bias < 0), logged["mask/seg_emitted"]
 
 
+def test_format_reward_gets_the_token_ids_and_the_seg_id(tiny_aurora_dir, synth_dataset, tmp_path):
+    """The trainer gives reward functions each rollout's token ids and the model's `[SEG]` id, so `format_reward`
+    checks the real `[SEG]` token, not only the text."""
+    seen = []
+
+    def recording(completions, completion_ids, seg_token_id, **kwargs):
+        seen.append((completions, completion_ids, seg_token_id))
+        return [0.0] * len(completions)
+
+    model = AuroraForSegmentation.from_pretrained(tiny_aurora_dir)
+    seg = model.config.seg_token_id
+    trainer = AuroraGRPOTrainer(
+        model=apply_training_policy(model, TrainingPolicy()),
+        reward_funcs=[format_reward, recording],
+        args=grpo_config(tmp_path / "grpo", max_steps=1, generation_kwargs={"sequence_bias": [[[seg], 6.0]]}),
+        train_dataset=load_from_disk(str(synth_dataset))["train"],
+        processing_class=load_processor(tiny_aurora_dir),
+    )
+    trainer.train()
+    ((completions, ids, seg_ids),) = seen
+    assert seg_ids == [seg] * len(completions)
+    assert any(seg in row for row in ids)  # the sampling bias makes some rollouts write it
+    text_only = format_reward(completions)
+    with_tokens = format_reward(completions, completion_ids=ids, seg_token_id=seg_ids)
+    assert with_tokens == [t * float(row.count(seg) == 1) for t, row in zip(text_only, ids)]
+    logged = trainer.state.log_history[0]["rewards/format_reward/mean"]
+    assert logged == pytest.approx(sum(with_tokens) / len(with_tokens))
+
+
 @pytest.mark.parametrize(
     "seg_bias, checkpointing, dtype",
     [

@@ -55,14 +55,15 @@ def test_tiny_base_checkpoint_loads_and_generates(tiny_base_dir):
         assert torch.isfinite(tensor).all()
 
 
-def test_tiny_command_writes_a_loadable_model(tmp_path, capsys):
+def test_tiny_command_writes_a_loadable_model(tmp_path, capsys, synth_dataset):
     out = tmp_path / "tiny"
-    assert cli_main(["tiny", "--out", str(out), "--sam-size", "64"]) == 0
+    assert cli_main(["tiny", "--out", str(out), "--sam-size", "64", "--tokenizer-corpus", str(synth_dataset)]) == 0
     assert "model.safetensors" in capsys.readouterr().out
     model = AuroraForSegmentation.from_pretrained(out)
     processor = load_processor(out)
     assert model.config.sam_image_size == 64
     assert model.config.seg_token_id == processor.tokenizer.convert_tokens_to_ids(SEG_TOKEN)
+    assert processor.tokenizer.tokenize(" lowest sound") == ["Ġlowest", "Ġsound"]  # the corpus's words
     assert cli_main(["tiny", "--out", str(tmp_path / "base"), "--base-only"]) == 0
     base = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(tmp_path / "base")
     assert type(base) is Qwen2_5OmniThinkerForConditionalGeneration

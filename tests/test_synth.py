@@ -121,3 +121,31 @@ def test_candidates_pick_exactly_one_object():
     found = {c["template"]: c["target"] for c in candidate_expressions(objects)}
     assert found["first_sound"] == 0 and found["last_sound"] == 1
     assert found["lowest_sound"] == 0 and found["highest_sound"] == 1 and found["silent"] == 2
+
+
+def test_null_rows_name_only_seen_classes(synth_root):
+    """A null row about tuba or lion (the unseen classes test_u asks about) would teach them as "nothing"."""
+    import csv
+
+    from data_prep.synth import UNSEEN_CLASSES
+
+    with open(synth_root / "metadata.csv", newline="") as f:
+        nulls = [row["exp"] for row in csv.DictReader(f) if "_null_" in row["uid"]]
+    assert nulls and not [e for e in nulls if any(name in e for name in UNSEEN_CLASSES)]
+
+
+def test_short_cot_fits_a_word_level_tokenizer(synth_dataset):
+    """The tiny tokenizer learns the data set's texts a token per word: a whole answer is a few dozen tokens, short
+    enough for GRPO's sampling budget (byte-level units made it 200 to 500)."""
+    from aurora_trl.modeling.tiny import build_tiny_tokenizer, corpus_from_dataset
+    from aurora_trl.text import sft_target
+
+    corpus = corpus_from_dataset(synth_dataset)
+    assert len(corpus) > 20 and all(isinstance(text, str) and text for text in corpus)
+    words = build_tiny_tokenizer(corpus=corpus)
+    bytes_only = build_tiny_tokenizer()
+    for text in corpus[:20]:
+        target = sft_target(text)
+        assert len(words.tokenize(target)) <= 3 * len(target.split())
+        assert len(words.tokenize(target)) < len(bytes_only.tokenize(target))
+    assert words.tokenize(" guitar") == ["Ġguitar"] and len(words) <= 1024 + 64

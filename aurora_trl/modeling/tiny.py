@@ -82,17 +82,26 @@ _CORPUS = [
     "piano violin cello car baby woman girl boy cat helicopter lawn-mower hair-dryer emergency-car null",
 ]
 TINY_VOCAB_SIZE = 400
+# With a corpus: room for a token per word of a small domain (the synthetic clips use about 150 words), so that a
+# whole four-step answer is a few dozen tokens and fits a tiny model's sampling budget.
+WORD_VOCAB_SIZE = 1024
 
 
-def build_tiny_tokenizer(vocab_size: int = TINY_VOCAB_SIZE, with_seg: bool = False) -> PreTrainedTokenizerFast:
+def build_tiny_tokenizer(
+    vocab_size: int | None = None, with_seg: bool = False, corpus: list[str] | None = None
+) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer with Qwen2.5-Omni's chat and multimodal markers, trained in about 0.1 s.
 
     Args:
-        vocab_size (`int`, *optional*, defaults to `400`):
-            BPE vocabulary size, markers included.
+        vocab_size (`int`, *optional*):
+            BPE vocabulary size, markers included; default 400, or 1,024 with a `corpus`.
         with_seg (`bool`, *optional*, defaults to `False`):
             Also add `[SEG]`, as a normal (non-special) added token like [`add_seg_token`] does.
+        corpus (`list[str]`, *optional*):
+            Texts of the domain the model will learn (e.g. [`corpus_from_dataset`]), learned besides the
+            project's own texts: their words become single tokens. Byte-level units still spell anything else.
     """
+    vocab_size = vocab_size or (WORD_VOCAB_SIZE if corpus else TINY_VOCAB_SIZE)
     specials = list(CHAT_TOKENS) + list(OMNI_TOKENS.values())
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -100,7 +109,7 @@ def build_tiny_tokenizer(vocab_size: int = TINY_VOCAB_SIZE, with_seg: bool = Fal
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
-    backend.train_from_iterator(_CORPUS, trainer)
+    backend.train_from_iterator(_CORPUS + list(corpus or []), trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         eos_token="<|im_end|>",
@@ -113,7 +122,17 @@ def build_tiny_tokenizer(vocab_size: int = TINY_VOCAB_SIZE, with_seg: bool = Fal
     return tokenizer
 
 
-def build_tiny_processor(with_seg: bool = False, image_tokens: int = 4) -> OmniProcessorNoVideo:
+def corpus_from_dataset(path: str | Path, split: str = "train") -> list[str]:
+    """The texts of a data set built by `aurora-trl data build`: its expressions, CoT and reflective paths."""
+    from datasets import load_from_disk
+
+    rows = load_from_disk(str(path))[split].select_columns(["expression", "reasoning", "reflective"])
+    return [text for column in rows.column_names for text in rows[column] if text]
+
+
+def build_tiny_processor(
+    with_seg: bool = False, image_tokens: int = 4, corpus: list[str] | None = None
+) -> OmniProcessorNoVideo:
     """A Qwen2.5-Omni processor (no video processor) around [`build_tiny_tokenizer`].
 
     Args:
@@ -121,8 +140,10 @@ def build_tiny_processor(with_seg: bool = False, image_tokens: int = 4) -> OmniP
             Whether the tokenizer already holds `[SEG]`.
         image_tokens (`int`, *optional*, defaults to `4`):
             LLM tokens per frame: every frame is resized to `image_tokens · 28²` pixels (min = max).
+        corpus (`list[str]`, *optional*):
+            Domain texts for the tokenizer ([`build_tiny_tokenizer`]).
     """
-    tokenizer = build_tiny_tokenizer(with_seg=with_seg)
+    tokenizer = build_tiny_tokenizer(with_seg=with_seg, corpus=corpus)
     pixels = 28 * 28 * image_tokens
     image_processor = Qwen2VLImageProcessorPil(min_pixels=pixels, max_pixels=pixels)
     feature_extractor = WhisperFeatureExtractor(feature_size=128)
@@ -250,7 +271,7 @@ TINY_SAM = dict(
 )
 
 
-def build_tiny_model(seed: int = 0, sam_image_size: int = 64, processor=None):
+def build_tiny_model(seed: int = 0, sam_image_size: int = 64, processor=None, corpus: list[str] | None = None):
     """A tiny random [`AuroraForSegmentation`] and its processor (with `[SEG]`): `(model, processor)`.
 
     Args:
@@ -260,12 +281,14 @@ def build_tiny_model(seed: int = 0, sam_image_size: int = 64, processor=None):
             SAM input size (a multiple of 16); 64-256 keeps tests fast.
         processor (*optional*):
             A processor from [`build_tiny_processor`]`(with_seg=True)` to reuse.
+        corpus (`list[str]`, *optional*):
+            Domain texts for a new processor's tokenizer ([`build_tiny_tokenizer`]).
     """
     from .configuration_aurora import AuroraConfig
     from .modeling_aurora import AuroraForSegmentation
     from .tokens import add_seg_token
 
-    processor = processor if processor is not None else build_tiny_processor(with_seg=True)
+    processor = processor if processor is not None else build_tiny_processor(with_seg=True, corpus=corpus)
     seg_token_id = add_seg_token(processor.tokenizer)
     config = tiny_thinker_config(
         processor.tokenizer,
@@ -280,13 +303,15 @@ def build_tiny_model(seed: int = 0, sam_image_size: int = 64, processor=None):
     return model.eval(), processor
 
 
-def save_tiny_model(out_dir: str | Path, seed: int = 0, sam_image_size: int = 64) -> Path:
+def save_tiny_model(
+    out_dir: str | Path, seed: int = 0, sam_image_size: int = 64, corpus: list[str] | None = None
+) -> Path:
     """Write a tiny random [`AuroraForSegmentation`] and its processor to `out_dir` (what `aurora-trl tiny` does).
 
     The folder loads with `AuroraForSegmentation.from_pretrained(out_dir)` and [`load_processor`]`(out_dir)`.
     """
     out_dir = Path(out_dir)
-    model, processor = build_tiny_model(seed=seed, sam_image_size=sam_image_size)
+    model, processor = build_tiny_model(seed=seed, sam_image_size=sam_image_size, corpus=corpus)
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return out_dir
@@ -297,6 +322,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     parser.add_argument("--sam-size", type=int, default=64, help="SAM input size in pixels (multiple of 16)")
     parser.add_argument(
+        "--tokenizer-corpus",
+        help="a data set folder (aurora-trl data build) whose train texts the tokenizer learns, a token per word",
+    )
+    parser.add_argument(
         "--base-only", action="store_true", help="write only a plain Qwen2.5-Omni thinker (a base checkpoint)"
     )
 
@@ -305,6 +334,7 @@ def run(args: argparse.Namespace) -> int:
     if args.base_only:
         out = save_tiny_thinker(args.out, seed=args.seed)
     else:
-        out = save_tiny_model(args.out, seed=args.seed, sam_image_size=args.sam_size)
+        corpus = corpus_from_dataset(args.tokenizer_corpus) if args.tokenizer_corpus else None
+        out = save_tiny_model(args.out, seed=args.seed, sam_image_size=args.sam_size, corpus=corpus)
     print(json.dumps({"out": str(out), "files": sorted(p.name for p in Path(out).iterdir())}))
     return 0

@@ -16,7 +16,8 @@ first; the batch TRL shuffles and buffers carries each row's `rollout_index` int
 4. `_get_per_token_logps_and_entropies`: passes the rollouts' image and audio tensors to every forward (policy,
    old, reference); one chunk per call keeps them aligned with the rows.
 5. `_calculate_rewards`: the masks of every rollout, decoded from its `[SEG]` state, and their IoU, written into the
-   rows as the `iou` column that `iou_reward` returns.
+   rows as the `iou` column that `iou_reward` returns; the `seg_token_id` column lets `format_reward` check that
+   the answer's `[SEG]` is the real token.
 6. `_compute_loss`: TRL's policy loss plus `(bce·BCE + dice·Dice) / accumulation steps` on the masks decoded from
    the `[SEG]` states of that same policy forward (a forward hook on the backbone keeps them). A rollout that wrote
    no `[SEG]` has none there: its masks come from its generation-time state at the appended `[SEG]` (detached, so
@@ -153,7 +154,9 @@ class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
         rollouts.ious = [clip_iou(m, t, self.args.iou_threshold) for m, t in zip(masks, targets)]
         metric = self.accelerator.gather(torch.tensor(rollouts.ious, device=self.accelerator.device)).mean().item()
         self._metrics[mode]["iou/mean"].append(metric)
-        inputs = [{**row, "iou": iou} for row, iou in zip(inputs, rollouts.ious)]
+        # `iou` is the IoU reward's column; `seg_token_id` lets the format reward check the real `[SEG]` token.
+        seg = base.seg_token_id
+        inputs = [{**row, "iou": iou, "seg_token_id": seg} for row, iou in zip(inputs, rollouts.ious)]
         return super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
 
     # ------------------------------------------------------------------------------------------ loss
