@@ -87,4 +87,9 @@ class Probe(TrainerCallback):
 if __name__ == "__main__":
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     stage_name, parsed = parse_recipe(sys.argv[1], sys.argv[2:])
-    importlib.import_module(STAGES[stage_name]).main(*parsed, callbacks=[Probe()])
+    probe = Probe()
+    trainer = importlib.import_module(STAGES[stage_name]).main(*parsed, callbacks=[probe])
+    # Whether the trainer's per-process caches are on (they must be off when the weights are sharded).
+    caches = [trainer.sam_cache] + ([trainer.teacher_cache] if hasattr(trainer, "teacher_cache") else [])
+    path = Path(parsed[1].output_dir) / f"probe-rank{probe.report['rank']}.json"
+    path.write_text(json.dumps({**probe.report, "caches_enabled": [c.enabled for c in caches]}, indent=1))

@@ -48,6 +48,8 @@ def assert_sharded(probes, stage: int, mixed_precision: str) -> None:
         assert 0.45 < probe["optimizer_state_local"] / (2 * probe["trainable_total"]) < 0.55, probe
         held = probe["parameters_local"] / probe["parameters_total"]
         assert (0.45 < held < 0.55) if stage == 3 else held == 1, probe
+        # sharded weights: every rank runs the same forwards, so no per-rank cache may skip one
+        assert set(probe["caches_enabled"]) == {stage != 3}, probe
 
 
 def assert_merged_loads(out: Path, dtype=torch.float32) -> AuroraForSegmentation:

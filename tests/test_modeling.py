@@ -386,6 +386,44 @@ def test_segment_masks_come_from_the_emitted_seg_state(tiny_aurora, tiny_clip):
     torch.testing.assert_close(masks, out.mask_logits, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("sharded", [False, True])
+def test_seg_state_recorder_forwards_on_every_process_when_sharded(tiny_aurora, tiny_clip, sharded):
+    """Answers whose `[SEG]` was fed during generation need no further forward; with sharded weights the recorder
+    still runs its one forward (every process must join the same weight gathers), and the states are the same."""
+    from aurora_trl.modeling.generation_states import SegStateRecorder
+
+    model, processor = tiny_aurora
+    frames, audio = tiny_clip
+    inputs = model.prepare_batch_inputs(processor, [(frames, audio, "the dog"), (frames, audio, "the cat")])
+    prompt = inputs["input_ids"].shape[1]
+    seg, eos = model.seg_token_id, processor.tokenizer.eos_token_id
+
+    def seg_then_end(batch_id, ids):  # `[SEG]`, then the end of turn: the `[SEG]` is fed back once
+        return [seg] if len(ids) == prompt else [eos]
+
+    calls = []
+    hook = model.get_backbone().register_forward_hook(lambda *args: calls.append(1))
+    try:
+        with torch.no_grad(), SegStateRecorder(model, sharded=sharded) as recorder:
+            generated = model.generate(
+                **inputs, max_new_tokens=3, do_sample=False, prefix_allowed_tokens_fn=seg_then_end
+            )
+            completions = generated[:, prompt:].tolist()
+            answers = [model.mask_answer_ids(row, processor.tokenizer)[0] for row in completions]
+            during = len(calls)
+            states = recorder.answer_states(completions, answers)
+    finally:
+        hook.remove()
+    assert all(row[:2] == [seg, eos] for row in completions)
+    assert len(calls) - during == int(sharded)
+    # the full forward of prompt + completion (the prompts left-padded) gives the same states
+    mask = torch.cat([inputs["attention_mask"], torch.ones_like(generated[:, prompt:])], dim=1)
+    media = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
+    with torch.no_grad():
+        full = model.get_backbone()(input_ids=generated, attention_mask=mask, **media).last_hidden_state
+    torch.testing.assert_close(states, full[:, prompt], atol=1e-5, rtol=1e-5)
+
+
 def test_segment_batch_equals_one_clip_at_a_time(tiny_aurora):
     """Clips of different frame sizes, audio lengths and expressions (so prompts of different lengths, left-padded
     in the batch) give the texts, token sequences and masks of separate `segment` calls."""

@@ -125,3 +125,9 @@ def test_embedding_cache_hit_equals_recompute(tiny_aurora, tiny_clip, tmp_path):
     with torch.no_grad():
         assert torch.equal(changed, model.encode_images(pixels))
     assert len(list(tmp_path.rglob("*.safetensors"))) == 2
+
+    # switched off (sharded weights): every call encodes, nothing is kept
+    off = SamEmbeddingCache(tmp_path / "off", enabled=False)
+    with torch.no_grad():
+        assert torch.equal(off.embeddings(model, "clip/0", pixels), model.encode_images(pixels))
+    assert off.misses == 0 and not off._memory and not (tmp_path / "off").exists()

@@ -101,35 +101,34 @@ def test_rows_without_reasoning_are_left_out(tiny_aurora_dir, synth_dataset, tmp
         )
 
 
-def test_frozen_work_runs_once_per_row_across_epochs(tiny_aurora_dir, synth_dataset, tmp_path, monkeypatch):
+def test_frozen_work_runs_once_per_row_across_epochs(tiny_aurora_dir, synth_dataset, tmp_path):
     """Two epochs over 4 rows: the teacher's [SEG] embedding of each row and SAM's embeddings of each clip are
-    computed in the first epoch only, and the losses are those of a run that recomputes them at every step."""
-    from aurora_trl.modeling.embedding_cache import SamEmbeddingCache
-    from aurora_trl.trainers.teacher_cache import TeacherCache
-
+    computed in the first epoch only, and the losses are those of a run that recomputes them at every step (the
+    caches switched off, as they are when the weights are sharded)."""
     rows = load_from_disk(str(synth_dataset))["train"].select(range(4))
     keys = ("loss", "loss/ce", "loss/bce", "loss/dice", "loss/distill", "mask/iou")
 
-    def run(name):
+    def run(name, caching):
         torch.manual_seed(0)
         model, processor = tiny_policy_model(tiny_aurora_dir)
         args = sft_config(tmp_path / name, max_steps=4, dataloader_num_workers=0)
         trainer = AuroraSFTTrainer(model=model, args=args, train_dataset=rows, processing_class=processor)
+        assert trainer.teacher_cache.enabled and trainer.sam_cache.enabled  # one process: caching on
+        trainer.teacher_cache.enabled = trainer.sam_cache.enabled = caching
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         trainer.train()
         # the teacher is the policy with PEFT's adapters off, and turning them on again leaves frozen parts frozen
         assert {n for n, p in model.named_parameters() if p.requires_grad} == trainable
         return trainer, [[entry[k] for k in keys] for entry in trainer.state.log_history if "loss/ce" in entry]
 
-    cached, cached_logs = run("cached")
+    cached, cached_logs = run("cached", caching=True)
     assert cached.state.epoch == 2
     assert (cached.teacher_cache.misses, cached.teacher_cache.hits, len(cached.teacher_cache)) == (4, 4, 4)
     clips = len(set(rows["vid"]))
     assert (cached.sam_cache.misses, cached.sam_cache.hits["memory"]) == (clips, 8 - clips)
 
-    monkeypatch.setattr(TeacherCache, "lookup", lambda self, teacher, uids: None)
-    monkeypatch.setattr(SamEmbeddingCache, "embeddings", lambda self, model, clip, pixels: model.encode_images(pixels))
-    _, recomputed_logs = run("recomputed")
+    recomputed, recomputed_logs = run("recomputed", caching=False)
+    assert (recomputed.teacher_cache.hits, len(recomputed.teacher_cache), recomputed.sam_cache.misses) == (0, 0, 0)
     assert len(cached_logs) == 4
     for cached_step, recomputed_step in zip(cached_logs, recomputed_logs):
         assert cached_step == pytest.approx(recomputed_step, abs=1e-6)
@@ -160,6 +159,10 @@ def test_teacher_cache_starts_again_when_the_teacher_changes():
     with torch.no_grad():
         teacher[1].weight.add_(1.0)
     assert policy_teacher.lookup(teacher, ["a"]) is None
+
+    off = TeacherCache(enabled=False)  # sharded weights: the teacher runs at every step
+    off.store(["a"], torch.ones(1, 3))
+    assert off.lookup(teacher, ["a"]) is None and len(off) == 0
 
 
 def test_collation_runs_in_worker_processes_by_default():

@@ -45,6 +45,10 @@ class SamEmbeddingCache:
         max_clips_in_memory (`int`, *optional*, defaults to `64`):
             Clips kept in memory (least recently used first out). At 224² with ViT-H one clip of 10 frames is
             10 × 256 × 14 × 14 floats = 2 MB; at 1024², 42 MB.
+        enabled (`bool`, *optional*, defaults to `True`):
+            `False` encodes every time ([`embeddings`]). Needed when the encoder's weights are sharded across
+            processes (DeepSpeed ZeRO-3, FSDP): each forward gathers them from every process, so a hit on one
+            process and a miss on another would leave the miss waiting for a gather the other never joins.
 
     Example:
 
@@ -55,9 +59,10 @@ class SamEmbeddingCache:
     ```
     """
 
-    def __init__(self, cache_dir: str | Path | None = None, max_clips_in_memory: int = 64):
+    def __init__(self, cache_dir: str | Path | None = None, max_clips_in_memory: int = 64, enabled: bool = True):
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.max_clips_in_memory = max_clips_in_memory
+        self.enabled = enabled
         self._memory: OrderedDict[tuple, torch.Tensor] = OrderedDict()
         self._fingerprints: dict[int, tuple[tuple, str]] = {}
         self.hits = {"memory": 0, "disk": 0}
@@ -127,10 +132,10 @@ class SamEmbeddingCache:
         return embeddings.to(device)
 
     def embeddings(self, model, clip_id: str | None, pixel_values: torch.Tensor) -> torch.Tensor:
-        """[`get_or_compute`] for a frozen encoder; a trainable one (or a clip without an id) encodes the frames
-        again, with autograd, since its output changes with every step."""
+        """[`get_or_compute`] for a frozen encoder; a trainable one (or a clip without an id, or a disabled cache)
+        encodes the frames again, with autograd when it trains, since its output changes with every step."""
         encoder = model.sam.image_encoder
-        if clip_id is None or any(p.requires_grad for p in encoder.parameters()):
+        if not self.enabled or clip_id is None or any(p.requires_grad for p in encoder.parameters()):
             return model.encode_images(pixel_values)
         return self.get_or_compute(model, clip_id, pixel_values)
 

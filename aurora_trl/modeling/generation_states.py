@@ -29,10 +29,18 @@ class SegStateRecorder:
     >>> answers = [model.mask_answer_ids(row, tokenizer)[0] for row in completions]
     >>> states = recorder.answer_states(completions, answers)  # (B, H), equal to a full forward's
     ```
+
+    Args:
+        model: The AURORA model `generate` runs on.
+        sharded (`bool`, *optional*, defaults to `False`): The model's weights are sharded across processes
+            (DeepSpeed ZeRO-3, FSDP). Every process then runs [`answer_states`]'s forward, even one whose answers
+            all wrote their `[SEG]` during generation: each forward gathers the weights from all processes, and a
+            process that skipped it would leave the others waiting.
     """
 
-    def __init__(self, model):
+    def __init__(self, model, sharded: bool = False):
         self.model = model
+        self.sharded = sharded
         self.backbone = model.get_backbone()
         self.seg_token_id = model.seg_token_id
         self._hook = None
@@ -101,7 +109,12 @@ class SegStateRecorder:
         if pending:
             for (row, *_), state in zip(pending, self._forward_remainders(pending)):
                 states[row] = state
+        elif self.sharded:  # join the other processes' forward: one pad token of the first row, result unused
+            self._forward_remainders([(0, 0, [self._pad_id()], 0)])
         return torch.stack(states)
+
+    def _pad_id(self) -> int:
+        return self.model.generation_config.pad_token_id or 0
 
     def _forward_remainders(self, pending: list[tuple[int, int, list[int], int]]) -> list[torch.Tensor]:
         """Forward each pending row's uncached answer tokens on top of the generation cache, masking the cached
@@ -115,7 +128,7 @@ class SegStateRecorder:
             )
         rows = torch.tensor([row for row, *_ in pending], device=prompt_mask.device)
         length = max(len(tokens) for _, _, tokens, _ in pending)
-        pad = self.model.generation_config.pad_token_id or 0
+        pad = self._pad_id()
         input_ids = torch.full((len(pending), length), pad, dtype=torch.long, device=prompt_mask.device)
         new_mask = torch.zeros_like(input_ids)
         fed_mask = torch.zeros((len(pending), self._fed_steps), dtype=prompt_mask.dtype, device=prompt_mask.device)

@@ -45,7 +45,7 @@ from aurora_trl.rewards import REWARD_FUNCS
 from aurora_trl.trainers.checkpointing import SafeSavingMixin
 from aurora_trl.trainers.grpo_config import AuroraGRPOConfig
 from aurora_trl.trainers.rollouts import ClipMedia, ModelWithInputs, RolloutBatch, build_rollouts, without_media
-from aurora_trl.trainers.utils import aurora_model, backbone_hidden_state, prepare_for_engine
+from aurora_trl.trainers.utils import aurora_model, backbone_hidden_state, prepare_for_engine, weights_are_sharded
 
 
 AURORA_REWARDS = ("format", "class", "iou")
@@ -110,7 +110,10 @@ class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
             **kwargs,
         )
         prepare_for_engine(self)
-        self.sam_cache = SamEmbeddingCache(args.sam_cache_dir, args.sam_cache_max_clips)
+        # A per-process cache skips encoder forwards, which a sharded model's processes must all run alike.
+        self.sam_cache = SamEmbeddingCache(
+            args.sam_cache_dir, args.sam_cache_max_clips, enabled=not weights_are_sharded(self)
+        )
         # The rollouts of the latest generation batch of each mode: an evaluation between two buffered training
         # steps leaves the training batch's rollouts in place.
         self._rollouts: dict[str, RolloutBatch | None] = {"train": None, "eval": None}
@@ -135,7 +138,7 @@ class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
         base = aurora_model(self.model)
-        with SegStateRecorder(base) as recorder:
+        with SegStateRecorder(base, sharded=weights_are_sharded(self)) as recorder:
             completion_ids, logprobs = super()._generate_single_turn(
                 prompt_ids, images, multimodal_fields, num_generations, has_tool_images
             )

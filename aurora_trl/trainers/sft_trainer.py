@@ -27,7 +27,13 @@ from aurora_trl.trainers.checkpointing import SafeSavingMixin
 from aurora_trl.trainers.collator import AuroraCollator, as_image, sequence_length
 from aurora_trl.trainers.sft_config import AuroraSFTConfig
 from aurora_trl.trainers.teacher_cache import TeacherCache
-from aurora_trl.trainers.utils import adapters_disabled, aurora_model, backbone_hidden_state, prepare_for_engine
+from aurora_trl.trainers.utils import (
+    adapters_disabled,
+    aurora_model,
+    backbone_hidden_state,
+    prepare_for_engine,
+    weights_are_sharded,
+)
 
 
 logger = logging.getLogger(__name__)
@@ -149,8 +155,10 @@ class AuroraSFTTrainer(SafeSavingMixin, SFTTrainer):
         )
         prepare_for_engine(self)
         self.teacher_model = self._make_teacher(teacher_model) if distill else None
-        self.teacher_cache = TeacherCache(frozen_only=self.teacher_model is None)
-        self.sam_cache = SamEmbeddingCache(args.sam_cache_dir, args.sam_cache_max_clips)
+        # Per-process caches skip forwards, which a sharded model's processes must all run alike.
+        caching = not weights_are_sharded(self)
+        self.teacher_cache = TeacherCache(frozen_only=self.teacher_model is None, enabled=caching)
+        self.sam_cache = SamEmbeddingCache(args.sam_cache_dir, args.sam_cache_max_clips, enabled=caching)
 
     def _make_teacher(self, teacher_model):
         """A frozen teacher, or None to use the adapter-disabled policy (PEFT)."""

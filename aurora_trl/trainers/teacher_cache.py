@@ -24,10 +24,14 @@ class TeacherCache:
     Args:
         frozen_only (`bool`): Fingerprint only the teacher's frozen weights: with PEFT, the teacher is the policy
             with its adapters disabled, and the trainable weights it then does not use change at every step.
+        enabled (`bool`, *optional*, defaults to `True`): `False` misses every time, so that the teacher runs at
+            every step: with weights sharded across processes (ZeRO-3, FSDP) every process must run the same
+            forwards, and rows that hit on one process may miss on another.
     """
 
-    def __init__(self, frozen_only: bool = False):
+    def __init__(self, frozen_only: bool = False, enabled: bool = True):
         self.frozen_only = frozen_only
+        self.enabled = enabled
         self._entries: dict[str, torch.Tensor] = {}
         self._fingerprint = None
         self.hits = 0
@@ -40,13 +44,15 @@ class TeacherCache:
         if fingerprint != self._fingerprint:
             self._entries.clear()
             self._fingerprint = fingerprint
-        if not uids or any(uid not in self._entries for uid in uids):
+        if not self.enabled or not uids or any(uid not in self._entries for uid in uids):
             self.misses += len(uids)
             return None
         self.hits += len(uids)
         return torch.stack([self._entries[uid] for uid in uids])
 
     def store(self, uids: Sequence[str], embeddings: torch.Tensor) -> None:
+        if not self.enabled:
+            return
         for uid, embedding in zip(uids, embeddings.detach().to("cpu")):
             self._entries[uid] = embedding
 

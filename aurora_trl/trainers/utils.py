@@ -41,6 +41,18 @@ def adapters_disabled(model):
             parameter.requires_grad_(flag)
 
 
+def weights_are_sharded(trainer) -> bool:
+    """Whether the engine shards the model's weights across processes (DeepSpeed ZeRO-3, FSDP): every process then
+    has to run the same module forwards at each step, which per-process caches of forward results would break."""
+    if trainer.is_fsdp_enabled:
+        return True
+    if not trainer.is_deepspeed_enabled:
+        return False
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    return is_deepspeed_zero3_enabled()
+
+
 def prepare_for_engine(trainer) -> None:
     """What both trainers do to their model once TRL has set it up, before accelerate wraps it.
 
