@@ -25,16 +25,19 @@ COMMANDS = {
     ("data", "synth"): ("data_prep.synth", "write a synthetic data set in the Ref-AVS layout"),
     ("data", "build"): ("data_prep.build", "build a Hugging Face DatasetDict from a Ref-AVS folder and dumps"),
     ("data", "reflect"): ("data_prep.reflect", "build Stage-2 reflective targets and filter them by class"),
-    ("data", "cot"): ("data_prep.cot", "generate Stage-1 CoT paths with a Qwen2.5-Omni thinker (resumable)"),
-    ("tiny",): ("aurora_trl.modeling.tiny", "write a tiny random AURORA model, processor and tokenizer"),
+    ("data", "cot"): ("aurora_trl.apps.cot", "generate Stage-1 CoT paths with a Qwen2.5-Omni thinker (resumable)"),
+    ("tiny",): ("aurora_trl.tiny", "write a tiny random AURORA model, processor and tokenizer"),
     ("train",): (
-        "aurora_trl.launch",
+        "aurora_trl.scripts.launch",
         "run a training recipe with accelerate (its `accelerate:` block sets the flags)",
     ),
-    ("eval",): ("aurora_trl.evaluate", "Ref-AVS metrics (J, F, null S) of a model, with a report and overlays"),
-    ("quickstart",): ("aurora_trl.quickstart", "synthetic data -> 4 tiny stages -> eval table and curves, on a CPU"),
-    ("predict",): ("aurora_trl.predict", "reasoning, masks and overlays for one clip (frames or a video, audio)"),
-    ("demo",): ("aurora_trl.demo", "serve a web page (Gradio) to segment an uploaded clip with a model"),
+    ("eval",): ("aurora_trl.apps.evaluate", "Ref-AVS metrics (J, F, null S) of a model, with a report and overlays"),
+    ("quickstart",): (
+        "aurora_trl.apps.quickstart",
+        "synthetic data -> 4 tiny stages -> eval table and curves, on a CPU",
+    ),
+    ("predict",): ("aurora_trl.apps.predict", "reasoning, masks and overlays for one clip (frames or a video, audio)"),
+    ("demo",): ("aurora_trl.apps.demo", "serve a web page (Gradio) to segment an uploaded clip with a model"),
 }
 
 

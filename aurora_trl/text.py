@@ -112,6 +112,20 @@ def teacher_target(class_name: str) -> str:
     return f"It is {class_name} {SEG_TOKEN}."
 
 
+# What each supervised stage learns to answer (the `sft_target` option of AuroraSFTConfig): Stage 0 directly, Stage 1
+# its CoT path, Stage 2 its reflective path.
+SFT_TARGETS = ("direct", "reasoning", "reflective")
+
+
+def target_text(row: dict, target: str) -> str:
+    """The response a data-set row teaches for `target` (one of `SFT_TARGETS`)."""
+    if target == "direct":
+        return teacher_target(row["class_name"])
+    if target in ("reasoning", "reflective"):
+        return sft_target(row[target])
+    raise ValueError(f"unknown sft_target {target!r}; choose one of {', '.join(SFT_TARGETS)}")
+
+
 def reflective_path(y_wrong: str, y_correct: str) -> str:
     """Stage-2 target text: the first (wrong) path, the trigger, then the corrected path, each without its answer
     sentence (the SFT target appends the one `It is [SEG].`)."""
@@ -155,25 +169,6 @@ def names_class(named: str | None, class_name: str) -> bool:
         return False
     truth = normalize_class(class_name)
     return named == truth or (truth == NULL_CLASS and named in NULL_ANSWERS)
-
-
-def has_answer_format(text: str) -> bool:
-    """True when the answer ends with the segmentation sentence `It is [SEG].` (trailing whitespace ignored)."""
-    return (text or "").rstrip().endswith(ANSWER_SUFFIX)
-
-
-def split_cot_steps(text: str) -> dict[str, str]:
-    """Map each CoT step found in `text` (image, audio, reference, answer) to its body.
-
-    Steps are recognised by their `Step N (name):` headers; a step whose number does not match its canonical
-    position is still returned under its name. Text before the first header is ignored.
-    """
-    headers = list(_STEP_RE.finditer(text or ""))
-    steps = {}
-    for i, match in enumerate(headers):
-        end = headers[i + 1].start() if i + 1 < len(headers) else len(text)
-        steps.setdefault(match.group(2).lower(), text[match.end() : end].strip())
-    return steps
 
 
 # Looser than the canonical headers: "Step1:", "Step 1 -", "**Step 1**" and "Step 1 (image):" all count.

@@ -2,7 +2,7 @@
 
     python bench/bench_ablations.py [--out ablations] [--seeds 0 1 2] [--steps-scale 1.0]
 
-For each seed it runs the quickstart (`aurora_trl.quickstart`: data, tiny model, the four tiny recipes, a score
+For each seed it runs the quickstart (`aurora_trl.apps.quickstart`: data, tiny model, the four tiny recipes, a score
 after each stage) in `OUT/seed{S}`, then trains and scores, from the same checkpoints, one variant per claim:
 
 | claim | variant | compared with |
@@ -25,11 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aurora_trl.quickstart import RECIPES, STAGES, run_quickstart, score, train_stage  # noqa: E402
+from aurora_trl.apps.quickstart import RECIPES, STAGE_RUNS, run_quickstart, score, train_stage  # noqa: E402
 
 
-STAGE_DIRS = {label: run_dir for label, _, run_dir in STAGES}
-LABELS = [label for label, _, _ in STAGES]
+LABELS = list(STAGE_RUNS)
 STAGE1, STAGE2, STAGE3 = LABELS[1], LABELS[2], LABELS[3]
 # (row label, recipe, output_dir, flags over the recipe): the variants, each trained from the recipe's own start.
 NO_MASK_LOSS = ("--bce_loss_weight", "0", "--dice_loss_weight", "0")
@@ -95,10 +94,10 @@ def run_seed(out: Path, seed: int, steps_scale: float, eval_limit: int | None, m
     for label, recipe, run_dir, options in VARIANTS:
         rows[label] = train_and_score(recipe, run_dir, options)
     # Stage 2 trained on from its own checkpoint, for the steps its step time fits into Stage 3's training time.
-    grpo_seconds, _ = train_runtime(out / STAGE_DIRS[STAGE3])
-    sft_seconds, sft_steps = train_runtime(out / STAGE_DIRS[STAGE2])
+    grpo_seconds, _ = train_runtime(out / STAGE_RUNS[STAGE3])
+    sft_seconds, sft_steps = train_runtime(out / STAGE_RUNS[STAGE2])
     more = max(1, round(grpo_seconds / (sft_seconds / sft_steps)))
-    options = ("--model_name_or_path", f"{STAGE_DIRS[STAGE2]}/merged", "--max_steps", str(more))
+    options = ("--model_name_or_path", f"{STAGE_RUNS[STAGE2]}/merged", "--max_steps", str(more))
     rows[MORE_SFT] = {**train_and_score("reflect.yaml", "runs/ablate-reflect-more", options), "steps": more}
     return rows
 

@@ -2,7 +2,7 @@
 
     python bench/bench_eval.py [--clips 16] [--batch-size 4] [--max-new-tokens 32] [--repeats 3]
 
-Both sides score the same Seen clips with the same code (`aurora_trl.evaluate.evaluate`), once with
+Both sides score the same Seen clips with the same code (`aurora_trl.apps.evaluate.evaluate`), once with
 `--batch-size` clips per `generate` and once with 1; the script checks that they give the same metrics. On the
 tiny model generation is under half of an eval (a profile: `generate` 40 %, the processor 15 %, the metrics 15 %),
 and only generation gets cheaper per clip in a batch; on a real model on a GPU generation dominates, and a batch
@@ -39,9 +39,9 @@ def main() -> None:
 
     from datasets import load_from_disk
 
-    from aurora_trl.evaluate import evaluate
+    from aurora_trl.apps.evaluate import evaluate
     from aurora_trl.modeling import AuroraForSegmentation, load_processor
-    from aurora_trl.modeling.tiny import save_tiny_model
+    from aurora_trl.tiny import save_tiny_model
     from data_prep.build import build_dataset
     from data_prep.synth import write_synthetic_refavs
 

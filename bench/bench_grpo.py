@@ -36,10 +36,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import RegionProfiler, peak_rss_line, ratio_line, run_interleaved, share_table, tiny_setup  # noqa: E402
+from common import (  # noqa: E402
+    TIMED_TRAINING,
+    RegionProfiler,
+    peak_rss_line,
+    ratio_line,
+    run_interleaved,
+    share_table,
+    tiny_setup,
+)
 from trl import GRPOTrainer  # noqa: E402
 
-from aurora_trl.trainers.collator import decode_audio  # noqa: E402
+from aurora_trl.data_row import decode_audio  # noqa: E402
 
 
 AUDIO_KEYS = ("input_features", "feature_attention_mask")
@@ -156,9 +164,9 @@ def profile(trainer, with_aurora: bool) -> RegionProfiler:
     # TRL's reward step: the reward functions and (today) ours' no-grad `[SEG]` forward for the IoU
     profiler.wrap(trainer, "_calculate_rewards", SAM)
     if with_aurora:
-        from aurora_trl.trainers.utils import aurora_model
+        from aurora_trl.modeling.modeling_aurora import unwrap_aurora_model
 
-        base = aurora_model(trainer.model)
+        base = unwrap_aurora_model(trainer.model)
         for method in ("predict_masks", "encode_images"):
             profiler.wrap(base, method, SAM)
     # the rest of the rollout: audio decoding, SAM pre-processing, processor calls, padding
@@ -183,16 +191,7 @@ def build_sides(args, train, processor, tiny, work: Path, length: int) -> dict:
         per_device_train_batch_size=g,
         num_generations=g,
         max_completion_length=length,
-        learning_rate=1e-3,
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-        save_strategy="no",
-        gradient_checkpointing=False,
-        logging_steps=10**6,  # no logging inside the timed steps
-        disable_tqdm=True,
-        dataloader_num_workers=0,  # the data loader's work in the measured thread
-        seed=0,
+        **TIMED_TRAINING,
     )
     # every completion exactly `length` tokens (see the module docstring)
     same_length = {"min_new_tokens": length}

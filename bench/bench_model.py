@@ -35,7 +35,7 @@ sys.path.insert(0, ROOT)
 from aurora_trl.modeling.embedding_cache import SamEmbeddingCache  # noqa: E402
 from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy  # noqa: E402
 from aurora_trl.modeling.sam import preprocess_frames  # noqa: E402
-from aurora_trl.modeling.tiny import build_tiny_model  # noqa: E402
+from aurora_trl.tiny import build_tiny_model  # noqa: E402
 
 
 ENCODERS = {

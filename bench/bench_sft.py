@@ -41,7 +41,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from common import RegionProfiler, peak_rss_line, ratio_line, run_interleaved, share_table, tiny_setup  # noqa: E402
+from common import (  # noqa: E402
+    TIMED_TRAINING,
+    RegionProfiler,
+    peak_rss_line,
+    ratio_line,
+    run_interleaved,
+    share_table,
+    tiny_setup,
+)
 
 
 NAMES = {"trl": "TRL SFTTrainer", "ours": "AuroraSFTTrainer"}
@@ -57,9 +65,9 @@ def profile(trainer, with_aurora: bool) -> RegionProfiler:
     profiler.wrap(trainer, "compute_loss", FORWARD_BACKWARD)  # the LLM forward and the losses
     profiler.wrap(trainer.accelerator, "backward", FORWARD_BACKWARD)  # LLM and SAM decoder backward
     if with_aurora:
-        from aurora_trl.trainers.utils import aurora_model
+        from aurora_trl.modeling.modeling_aurora import unwrap_aurora_model
 
-        base = aurora_model(trainer.model)
+        base = unwrap_aurora_model(trainer.model)
         for method in ("predict_masks", "encode_images"):
             profiler.wrap(base, method, SAM)
         if hasattr(trainer, "_teacher_seg_embeddings"):  # a private name: timed while it exists
@@ -93,16 +101,7 @@ def main() -> None:
     common = dict(
         max_steps=args.epochs * epoch_steps,
         per_device_train_batch_size=args.batch,
-        learning_rate=1e-3,
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-        save_strategy="no",
-        gradient_checkpointing=False,
-        logging_steps=10**6,  # no logging inside the timed steps; the Trainer's final log comes after them
-        disable_tqdm=True,
-        dataloader_num_workers=0,  # collation in the measured thread
-        seed=0,
+        **TIMED_TRAINING,
     )
 
     model = apply_training_policy(AuroraForSegmentation.from_pretrained(tiny), TrainingPolicy())

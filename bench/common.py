@@ -317,12 +317,28 @@ def ratio_line(a: StepStats, b: StepStats, chunk: int) -> str:
     )
 
 
+# Training options of every timed run: fp32 on the CPU, nothing saved or logged inside the timed steps (the Trainer's
+# final log comes after them), the data loader's collation in the measured thread.
+TIMED_TRAINING = dict(
+    learning_rate=1e-3,
+    report_to="none",
+    use_cpu=True,
+    bf16=False,
+    save_strategy="no",
+    gradient_checkpointing=False,
+    logging_steps=10**6,
+    disable_tqdm=True,
+    dataloader_num_workers=0,
+    seed=0,
+)
+
+
 def tiny_setup(work: Path, sam_size: int, clips: int = 12):
     """Synthetic data (64-px frames, Stage-1 reasoning) and a tiny AURORA model: `(train split, processor, model dir)`."""
     from datasets import load_from_disk
 
     from aurora_trl.modeling import load_processor
-    from aurora_trl.modeling.tiny import save_tiny_model
+    from aurora_trl.tiny import save_tiny_model
     from data_prep.build import build_dataset
     from data_prep.synth import write_synthetic_refavs
 

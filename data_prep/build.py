@@ -21,10 +21,10 @@ import datasets
 from datasets import Dataset, DatasetDict, load_from_disk
 from tqdm.auto import tqdm
 
+from aurora_trl.data_row import FEATURES
 from aurora_trl.text import build_prompt
 from data_prep.dumps import STAGE1_FIELDS, STAGE2_FIELDS, Dump, DumpError, read_dump
 from data_prep.refavs import SPLITS, BadRow, ClipReader, MetadataError, Row, read_metadata
-from data_prep.schema import FEATURES
 
 
 # A row holds 10 frames, 10 masks and 10 s of audio (about 1 MB for real Ref-AVS clips): write often.

@@ -9,20 +9,17 @@ import csv
 import io
 import re
 from dataclasses import dataclass
-from math import gcd
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 from PIL import Image
-from scipy.signal import resample_poly
 
-from aurora_trl.text import NULL_CLASS, NUM_FRAMES, class_from_uid, media_id_from_uid
+from aurora_trl.data_row import NUM_FRAMES, AudioError, encode_audio, encode_mask, load_waveform
+from aurora_trl.text import NULL_CLASS, class_from_uid, media_id_from_uid
 
 
 SPLITS = ("train", "val", "test_s", "test_u", "test_n")
 REQUIRED_COLUMNS = ("vid", "uid", "split", "fid", "exp")
-SAMPLE_RATE = 16_000
 # Ref-AVS has expressions that are not expressions: an annotation tool's error message, and "NO." (103 rows).
 _ERROR_TEXT = re.compile(r"^\s*\[error\]", re.IGNORECASE)
 _PLACEHOLDERS = {"no.", "no", "none", "n/a"}
@@ -215,46 +212,16 @@ def empty_masks(sizes: list[tuple[int, int]]) -> list[bytes]:
     return [encode_mask(np.zeros((h, w), dtype=bool)) for w, h in sizes]
 
 
-def encode_mask(mask: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def read_audio(path: Path) -> bytes:
     """The clip's audio as 16 kHz mono 16-bit WAV bytes, whatever rate and channel count the file has.
 
     Normalising here means every row of the data set has one audio format (Ref-AVS issue #2: null clips with
     another bit rate break batching).
     """
-    buf = io.BytesIO()
-    sf.write(buf, np.clip(load_waveform(path), -1.0, 1.0), SAMPLE_RATE, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
-
-
-def load_waveform(path: Path) -> np.ndarray:
-    """An audio file as a 16 kHz mono float32 waveform (any rate or channel count soundfile reads); `BadRow`
-    with the reason for a missing, corrupt, empty or non-finite file."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadRow(f"missing audio {path.parent.name}/{path.name}")
     try:
-        wave, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as err:
-        raise BadRow(f"corrupt audio {path.name}: {_short(err)}") from None
-    if wave.shape[0] == 0:
-        raise BadRow(f"empty audio {path.name}")
-    return to_model_rate(wave.mean(axis=1), int(rate), path.name)
-
-
-def to_model_rate(wave: np.ndarray, rate: int, name: str = "audio") -> np.ndarray:
-    """A mono waveform resampled to 16 kHz (polyphase, exact for integer rate ratios)."""
-    if rate != SAMPLE_RATE:
-        g = gcd(rate, SAMPLE_RATE)
-        wave = resample_poly(wave, SAMPLE_RATE // g, rate // g)
-    if not np.isfinite(wave).all():
-        raise BadRow(f"{name} holds NaN or infinite samples")
-    return wave.astype(np.float32)
+        return encode_audio(load_waveform(path))
+    except AudioError as err:
+        raise BadRow(str(err)) from None
 
 
 class ClipReader:

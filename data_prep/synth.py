@@ -31,15 +31,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 from PIL import Image
 from tqdm.auto import tqdm
 
-from aurora_trl.text import NULL_CLASS, NUM_FRAMES, format_cot
+from aurora_trl.data_row import NUM_FRAMES, SAMPLE_RATE, encode_audio, encode_mask
+from aurora_trl.text import NULL_CLASS, format_cot
 from data_prep.reflect import build_reflective
 
 
-SAMPLE_RATE = 16_000
 SECONDS = 10
 # class -> (shape, timbre words used in the CoT). The last two are "unseen": they appear only in test_u, as tuba
 # and lion do in the real benchmark.
@@ -233,24 +232,15 @@ def render_clip(objects: list[SceneObject], size: int, rng: np.random.Generator)
         for i, obj in enumerate(objects):
             m = object_mask(obj, size, t, bob)
             img[m] = COLORS[obj.color]
-            masks[i].append(_png(m.astype(np.uint8) * 255))
+            masks[i].append(encode_mask(m))
         frames.append(_jpeg(np.clip(img, 0, 255).astype(np.uint8)))
     audio = sum(object_sound(o, rng) for o in objects) + rng.normal(0, 0.01, SAMPLE_RATE * SECONDS)
-    audio = 0.8 * audio / (np.abs(audio).max() + 1e-9)
-    buf = io.BytesIO()
-    sf.write(buf, audio.astype(np.float32), SAMPLE_RATE, format="WAV", subtype="PCM_16")
-    return frames, masks, buf.getvalue()
+    return frames, masks, encode_audio(0.8 * audio / (np.abs(audio).max() + 1e-9))
 
 
 def _jpeg(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
-
-
-def _png(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array, mode="L").save(buf, format="PNG")
     return buf.getvalue()
 
 

@@ -42,7 +42,7 @@ def synth_dataset(synth_root, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_base_dir(tmp_path_factory):
     """A tiny random plain Qwen2.5-Omni thinker + processor folder (the "base checkpoint"), written once."""
-    from aurora_trl.modeling.tiny import save_tiny_thinker
+    from aurora_trl.tiny import save_tiny_thinker
 
     return save_tiny_thinker(tmp_path_factory.mktemp("tiny_base") / "thinker", seed=0)
 
@@ -50,7 +50,7 @@ def tiny_base_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_aurora_dir(tmp_path_factory):
     """A tiny random AuroraForSegmentation + processor folder (SAM at 64 px), written once."""
-    from aurora_trl.modeling.tiny import save_tiny_model
+    from aurora_trl.tiny import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("tiny_aurora") / "model", seed=0, sam_image_size=64)
 
@@ -93,7 +93,7 @@ def real_aurora_dir(real_base_dir, tmp_path_factory):
     recipes' frame and audio caps on the processor; saved once."""
     from aurora_trl.modeling import AuroraForSegmentation, load_processor
     from aurora_trl.modeling.processing import bound_processor
-    from aurora_trl.modeling.tiny import TINY_SAM
+    from aurora_trl.tiny import TINY_SAM
 
     processor = bound_processor(load_processor(real_base_dir))  # as `load_model` does, with the recipes' defaults
     overrides = {**TINY_SAM, "sam_image_size": 64}

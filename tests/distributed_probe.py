@@ -6,7 +6,6 @@ of the model and of the optimizer state each rank holds; a callback reads them f
 begins (accelerate has wrapped and sharded the model then) and after the first step (the optimizer state exists).
 """
 
-import importlib
 import json
 import os
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from aurora_trl.launch import STAGES, parse_recipe
+from aurora_trl.scripts.launch import parse_any_recipe
 
 
 def _local_and_total(tensor) -> tuple[int, int]:
@@ -86,9 +85,9 @@ class Probe(TrainerCallback):
 
 if __name__ == "__main__":
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    stage_name, parsed = parse_recipe(sys.argv[1], sys.argv[2:])
+    script, parsed = parse_any_recipe(sys.argv[1], sys.argv[2:])
     probe = Probe()
-    trainer = importlib.import_module(STAGES[stage_name]).main(*parsed, callbacks=[probe])
+    trainer = script.main(*parsed, callbacks=[probe])
     # Whether the trainer's per-process caches are on (they must be off when the weights are sharded).
     caches = [trainer.sam_cache] + ([trainer.teacher_cache] if hasattr(trainer, "teacher_cache") else [])
     path = Path(parsed[1].output_dir) / f"probe-rank{probe.report['rank']}.json"

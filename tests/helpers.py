@@ -1,11 +1,13 @@
 """Small builders shared by the trainer tests (fixtures live in conftest.py)."""
 
 import concurrent.futures
+import functools
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -78,6 +80,17 @@ def use_local_hub(monkeypatch, folder) -> None:
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@functools.cache
+def torch_extensions_dir() -> str:
+    """A folder of this test session for the C++ ops DeepSpeed compiles on a CPU (its shared-memory collective op).
+
+    torch guards its build folder with a lock file that only the building process removes; a build killed by a
+    timeout in an earlier session leaves that file behind, and every later DeepSpeed run then waits on it forever
+    (the shared `~/.cache/torch_extensions` did exactly that). A session's own folder cannot hold another session's
+    lock; the op is built once, by the first multi-process test, and reused by the others."""
+    return tempfile.mkdtemp(prefix="aurora-trl-torch-extensions-")
+
+
 def launch_probe(config: str, recipe: str, options: list[str], cwd, flags=()) -> subprocess.CompletedProcess:
     """`accelerate launch --config_file recipes/accelerate/CONFIG --num_processes 2 [flags] tests/distributed_probe.py
     recipes/tiny/RECIPE.yaml [options]`, offline, one thread per rank."""
@@ -86,6 +99,7 @@ def launch_probe(config: str, recipe: str, options: list[str], cwd, flags=()) ->
     command += ["--num_processes", "2", *flags, str(ROOT / "tests" / "distributed_probe.py")]
     command += [str(ROOT / "recipes" / "tiny" / f"{recipe}.yaml"), *options]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env["TORCH_EXTENSIONS_DIR"] = torch_extensions_dir()
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
 

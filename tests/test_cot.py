@@ -4,10 +4,10 @@ import json
 
 import pytest
 
+from aurora_trl.apps.cot import judge_cot
 from aurora_trl.cli import main as cli_main
 from aurora_trl.text import cot_generation_prompt, format_cot
 from data_prep.build import build_dataset
-from data_prep.cot import judge_cot
 
 
 @pytest.fixture(scope="module")

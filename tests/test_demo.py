@@ -53,7 +53,7 @@ def gr():
 
 @pytest.fixture(scope="module")
 def model_and_processor(tiny_aurora_dir):
-    from aurora_trl.predict import load_model
+    from aurora_trl.apps.predict import load_model
 
     return load_model(str(tiny_aurora_dir))
 
@@ -75,14 +75,14 @@ def clip_files(tiny_clip, tmp_path_factory):
 
 
 def test_uploaded_frames_keep_natural_order(tiny_clip, clip_files):
-    from aurora_trl.demo import load_uploaded_frames
+    from aurora_trl.apps.demo import load_uploaded_frames
 
     frames = load_uploaded_frames(sorted(clip_files.frames))  # frame_1, frame_10, frame_2, ...
     assert [np.asarray(f).tolist() for f in frames] == [np.asarray(f).tolist() for f in tiny_clip[0]]
 
 
 def test_handler_returns_reasoning_overlays_and_zip(gr, model_and_processor, clip_files, tmp_path):
-    from aurora_trl.demo import make_handler
+    from aurora_trl.apps.demo import make_handler
 
     segment = make_handler(*model_and_processor, max_new_tokens=4, workdir=tmp_path / "work")
     text, status, strip, gif, gallery, archive = segment(clip_files.frames, None, clip_files.audio, EXPRESSION)
@@ -127,7 +127,7 @@ def _mixed_sizes(folder):
     ],
 )
 def test_bad_input_is_a_message(case, message, gr, clip_files, tmp_path, monkeypatch):
-    from aurora_trl.demo import make_handler
+    from aurora_trl.apps.demo import make_handler
 
     frames, video, audio, expression = clip_files.frames, None, None, EXPRESSION
     if case == "no_clip":
@@ -199,7 +199,7 @@ def chromium():
 def test_page_in_headless_chromium(chromium, gr, model_and_processor, clip_files):
     from playwright.sync_api import expect, sync_playwright
 
-    from aurora_trl.demo import build_demo
+    from aurora_trl.apps.demo import build_demo
 
     demo = build_demo(*model_and_processor, max_new_tokens=4)
     port = free_port()

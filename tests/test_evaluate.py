@@ -59,7 +59,7 @@ def test_generation_batches_do_not_change_the_scores(tiny_aurora, synth_dataset,
     (the scoring batches wait for their clips), and each `generate` sees `batch_size` clips."""
     from datasets import load_from_disk
 
-    from aurora_trl.evaluate import evaluate
+    from aurora_trl.apps.evaluate import evaluate
 
     model, processor = tiny_aurora
     dataset = load_from_disk(str(synth_dataset))
@@ -104,9 +104,8 @@ def test_inference_generates_as_long_as_auroras():
     import argparse
     import inspect
 
-    from aurora_trl import demo, evaluate, predict
+    from aurora_trl.apps import cot, demo, evaluate, predict
     from aurora_trl.modeling import AuroraForSegmentation
-    from data_prep import cot
 
     for module in (evaluate, predict, demo, cot):
         parser = argparse.ArgumentParser()
@@ -117,7 +116,7 @@ def test_inference_generates_as_long_as_auroras():
 
 
 def test_answer_checks_read_the_answer_as_the_rewards_do():
-    from aurora_trl.evaluate import answer_checks
+    from aurora_trl.apps.evaluate import answer_checks
     from aurora_trl.text import format_cot, sft_target
 
     good = sft_target(format_cot("red dog left.", "dog low from 2.", "first sound, the red dog.", "dog"))

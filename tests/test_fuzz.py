@@ -1,6 +1,6 @@
 """Property tests with hypothesis: reward functions, mask metrics and the data-set builder on arbitrary input.
 
-Each property says what must hold for *any* input of its kind (issue 8, deliverable 3):
+Each property says what must hold for *any* input of its kind:
 
 - rewards: one value per completion, each None or a finite float in the function's documented range, never an
   exception, whatever the text, its shape (string, conversation, content blocks) or the keyword arguments;

@@ -7,15 +7,15 @@ import pytest
 import torch
 from datasets import load_from_disk
 
+from aurora_trl.data_row import mask_tensor
 from aurora_trl.metrics import clip_iou
 from aurora_trl.modeling import AuroraForSegmentation, load_processor
+from aurora_trl.modeling.modeling_aurora import unwrap_aurora_model
 from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy
 from aurora_trl.modeling.sam import preprocess_frames
 from aurora_trl.rewards import format_reward, iou_reward
 from aurora_trl.text import ANSWER_SUFFIX
-from aurora_trl.trainers.collator import mask_tensor
 from aurora_trl.trainers.grpo_trainer import AuroraGRPOTrainer
-from aurora_trl.trainers.utils import aurora_model
 from tests.helpers import grpo_config
 
 
@@ -113,11 +113,10 @@ def test_training_decodes_each_groups_frames_and_masks_once(tiny_aurora_dir, syn
     """TRL reads each row G times; `datasets` would decode its 10 frames and 10 masks each time. The trainer hands
     TRL the rows without them and decodes them from their stored bytes once per group."""
     from datasets.features import Image as ImageFeature
-
-    import aurora_trl.trainers.collator as collator_module
+    from PIL import Image
 
     decoded = {"datasets": 0, "ours": 0}
-    original_decode, original_open = ImageFeature.decode_example, collator_module.Image.open
+    original_decode, original_open = ImageFeature.decode_example, Image.open
 
     def counting_decode(self, value, *args, **kwargs):
         decoded["datasets"] += 1
@@ -128,7 +127,7 @@ def test_training_decodes_each_groups_frames_and_masks_once(tiny_aurora_dir, syn
         return original_open(*args, **kwargs)
 
     monkeypatch.setattr(ImageFeature, "decode_example", counting_decode)
-    monkeypatch.setattr(collator_module.Image, "open", counting_open)
+    monkeypatch.setattr(Image, "open", counting_open)
     dataset = load_from_disk(str(synth_dataset))["train"]
     trainer = make_trainer(tiny_aurora_dir, dataset, tmp_path, max_steps=2)
     assert not {"images", "masks"} & set(trainer.train_dataset.column_names)
@@ -239,8 +238,8 @@ def test_seg_states_from_generation_equal_a_full_forward(
     trainer.model.train()  # as in a training step (gradient checkpointing applies in training mode)
     if checkpointing:  # as the Trainer's training loop turns it on
         trainer.model.gradient_checkpointing_enable(trainer.args.gradient_checkpointing_kwargs)
-    assert aurora_model(trainer.model).is_gradient_checkpointing == checkpointing
-    base, tokenizer = aurora_model(trainer.model), trainer.processing_class.tokenizer
+    assert unwrap_aurora_model(trainer.model).is_gradient_checkpointing == checkpointing
+    base, tokenizer = unwrap_aurora_model(trainer.model), trainer.processing_class.tokenizer
     rows = [dataset[0]] * 3 + [dataset[1]] * 3
     kinds = set()
     with torch.no_grad():
@@ -278,7 +277,7 @@ def test_qlora_4bit_grpo_step_through_the_script(tiny_aurora_dir, synth_dataset,
     from bitsandbytes.nn import Linear4bit
     from trl import ModelConfig
 
-    from aurora_trl.grpo import AuroraGRPOScriptArguments, main
+    from aurora_trl.scripts.grpo import AuroraGRPOScriptArguments, main
 
     seg = AuroraForSegmentation.from_pretrained(tiny_aurora_dir).config.seg_token_id
     trainer = main(
@@ -378,10 +377,10 @@ def test_grpo_recipe_is_aurora_loss_and_one_dropout_free_policy(tiny_aurora_dir,
 
     from torch import nn
 
-    from aurora_trl.launch import parse_recipe
+    from aurora_trl.scripts.launch import parse_any_recipe
 
     recipe = Path(__file__).resolve().parents[1] / "recipes" / "grpo.yaml"
-    _, (_, training_args, model_args) = parse_recipe(recipe, ["--use_cpu", "True", "--bf16", "False"])
+    _, (_, training_args, model_args) = parse_any_recipe(recipe, ["--use_cpu", "True", "--bf16", "False"])
     assert training_args.loss_type == "grpo"
     assert training_args.max_completion_length >= 1024  # AURORA's 150 cuts a four-step CoT before `It is [SEG].`
     model = AuroraForSegmentation.from_pretrained(tiny_aurora_dir)

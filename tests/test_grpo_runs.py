@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from trl import ModelConfig
 
-from aurora_trl.grpo import AuroraGRPOScriptArguments, main
-from aurora_trl.launch import run_recipe
 from aurora_trl.modeling import AuroraForSegmentation
+from aurora_trl.scripts.grpo import AuroraGRPOScriptArguments, main
+from aurora_trl.scripts.launch import run_any_recipe
 from tests.helpers import grpo_config, use_local_hub
 from tests.test_sft_recipes import accelerate_launch
 
@@ -34,7 +34,7 @@ def recipe_options(synth_dataset, model_dir, out, steps=2):
 
 
 def test_tiny_grpo_recipe_runs_in_process(synth_dataset, tiny_aurora_dir, tmp_path):
-    trainer = run_recipe(RECIPE, recipe_options(synth_dataset, tiny_aurora_dir, tmp_path / "run"))
+    trainer = run_any_recipe(RECIPE, recipe_options(synth_dataset, tiny_aurora_dir, tmp_path / "run"))
     assert [f.__name__ for f in trainer.reward_funcs] == ["format_reward", "class_reward", "iou_reward"]
     assert trainer.args.num_generations == 3 and trainer.args.beta == 0.0
     assert (tmp_path / "run" / "merged" / "model.safetensors").is_file()

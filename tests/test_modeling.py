@@ -17,8 +17,8 @@ from aurora_trl.modeling import (
 )
 from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy, lora_config
 from aurora_trl.modeling.sam import SAM_PIXEL_MEAN, SAM_PIXEL_STD, preprocess_frames
-from aurora_trl.modeling.tiny import TINY_SAM
 from aurora_trl.text import ANSWER_SUFFIX, SEG_TOKEN
+from aurora_trl.tiny import TINY_SAM
 
 
 LLM_WEIGHT = "model.language_model.layers.0.self_attn.q_proj.weight"
@@ -39,6 +39,14 @@ def _batch(model, processor, frames, audio, answer="The target is dog. It is [SE
     inputs["input_ids"] = torch.cat([inputs["input_ids"], answer_ids], dim=1)
     inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
     return inputs
+
+
+def _batch_with_answer_labels(model, processor, frames, audio):
+    """[`_batch`] and labels on its last 5 tokens only."""
+    inputs = _batch(model, processor, frames, audio)
+    labels = inputs["input_ids"].clone()
+    labels[:, :-5] = -100
+    return inputs, labels
 
 
 # ----- the [SEG] convention -----
@@ -122,9 +130,7 @@ def test_forward_with_labels_is_the_language_model_loss(tiny_aurora, tiny_clip):
     # transformers picks the loss by class-name suffix; "ForSegmentation" must not select the DETR-style loss.
     model, processor = tiny_aurora
     frames, audio = tiny_clip
-    inputs = _batch(model, processor, frames, audio)
-    labels = inputs["input_ids"].clone()
-    labels[:, :-5] = -100
+    inputs, labels = _batch_with_answer_labels(model, processor, frames, audio)
     with torch.no_grad():
         out = model(**inputs, labels=labels)
     expected = torch.nn.functional.cross_entropy(out.logits[0, :-1], labels[0, 1:], ignore_index=-100)
@@ -138,9 +144,7 @@ def test_trl_fused_lm_head_and_backbone_hook_give_the_seg_state(tiny_aurora, tin
 
     model, processor = tiny_aurora
     frames, audio = tiny_clip
-    inputs = _batch(model, processor, frames, audio)
-    labels = inputs["input_ids"].clone()
-    labels[:, :-5] = -100
+    inputs, labels = _batch_with_answer_labels(model, processor, frames, audio)
     with torch.no_grad():
         full = model(**inputs, output_hidden_states=True)
     add_fused_lm_head(model)
@@ -239,7 +243,7 @@ def test_mask_loss_reaches_projector_decoder_lora_and_never_frozen_parts(tiny_au
 
 
 def test_policy_without_lora_sets_requires_grad():
-    from aurora_trl.modeling.tiny import build_tiny_model
+    from aurora_trl.tiny import build_tiny_model
 
     model, _ = build_tiny_model(sam_image_size=64)
     apply_training_policy(model, TrainingPolicy(use_lora=False, train_llm=False, train_lm_head=False))
@@ -467,7 +471,7 @@ def test_processor_and_config_round_trip(tiny_aurora_dir):
 
 @pytest.mark.parametrize("size", [64, 128])
 def test_tiny_model_at_other_sam_sizes(size):
-    from aurora_trl.modeling.tiny import build_tiny_model
+    from aurora_trl.tiny import build_tiny_model
 
     model, _ = build_tiny_model(sam_image_size=size)
     with torch.no_grad():

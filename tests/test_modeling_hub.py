@@ -2,11 +2,13 @@
 
 import shutil
 
+import pytest
 import torch
 from huggingface_hub import HfApi
 
 from aurora_trl.modeling import AuroraForSegmentation, load_processor
 from aurora_trl.modeling.hub import model_card
+from aurora_trl.stages import BY_KEY
 
 
 def test_push_to_hub_uploads_card_and_loadable_model(tiny_aurora, tmp_path, monkeypatch):
@@ -50,3 +52,11 @@ def test_model_card_without_metrics_or_stage(tiny_aurora):
     model, _ = tiny_aurora
     card = model_card(model)
     assert "Not evaluated yet." in card and "| stage | unknown |" in card
+
+
+def test_model_card_takes_its_stage_from_the_registry(tiny_aurora):
+    model, _ = tiny_aurora
+    card = model_card(model, stage="reflect")
+    assert f"- {BY_KEY['reflect'].hub_tag}" in card and BY_KEY["reflect"].label in card
+    with pytest.raises(ValueError, match="unknown stage 'crst'"):
+        model_card(model, stage="crst")

@@ -131,3 +131,18 @@ def test_embedding_cache_hit_equals_recompute(tiny_aurora, tiny_clip, tmp_path):
     with torch.no_grad():
         assert torch.equal(off.embeddings(model, "clip/0", pixels), model.encode_images(pixels))
     assert off.misses == 0 and not off._memory and not (tmp_path / "off").exists()
+
+
+def test_the_config_holds_every_sam_spec_field_and_round_trips_through_json(tmp_path):
+    """`SamSpec` declares SAM's dimensions once; the model config has a `sam_{name}` field for each, with the spec's
+    default, and a spec written into a config survives `config.json`."""
+    from aurora_trl.modeling import AuroraConfig
+
+    config = AuroraConfig()
+    names = {name for name in config.to_dict() if name.startswith("sam_")}
+    assert names == {f"sam_{name}" for name in SamSpec.__dataclass_fields__}
+    assert config.sam_spec == SamSpec()
+    spec = SamSpec.from_variant("vit_b", image_size=1024)
+    config.set_sam_spec(spec)
+    config.save_pretrained(tmp_path)
+    assert AuroraConfig.from_pretrained(tmp_path).sam_spec == spec

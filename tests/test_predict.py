@@ -9,8 +9,8 @@ import soundfile as sf
 import torch
 from PIL import Image
 
+from aurora_trl.apps.predict import InputError, load_audio, load_frames, load_video
 from aurora_trl.cli import main as cli_main
-from aurora_trl.predict import InputError, load_audio, load_frames, load_video
 
 
 def write_frames(folder, frames, suffix=".png"):
@@ -149,8 +149,8 @@ def test_audio_is_resampled_to_16k_mono(tmp_path):
 
 
 def test_audio_longer_than_the_processor_hears_is_reported(tiny_aurora, tiny_clip, caplog):
+    from aurora_trl.apps.predict import predict_clip
     from aurora_trl.modeling.processing import bound_processor
-    from aurora_trl.predict import predict_clip
 
     model, processor = tiny_aurora
     frames, audio = tiny_clip  # 1 s of audio

@@ -7,7 +7,7 @@ import torch
 from bitsandbytes.nn import Linear4bit
 from safetensors import safe_open
 
-from aurora_trl.launch import run_recipe
+from aurora_trl.scripts.launch import run_any_recipe
 from tests.test_sft_recipes import RECIPES, overrides
 
 
@@ -59,7 +59,7 @@ def test_qlora_runs_every_stage_and_hands_on_a_dequantised_model(synth_dataset, 
             options += ["--teacher_model_name_or_path", str(tmp_path / "teacher" / "merged")]
         if recipe == "grpo":
             options += ["--max_completion_length", "8"]
-        trainer = run_recipe(RECIPES / f"{recipe}.yaml", options)
+        trainer = run_any_recipe(RECIPES / f"{recipe}.yaml", options)
         counts = quantised_modules(trainer.model)
         assert counts["llm layers"] == 2 * 7, counts  # q, k, v, o, gate, up, down in each of the 2 layers
         assert sum(counts.values()) == counts["llm layers"], counts  # towers, SAM, projector, head unquantised

@@ -7,8 +7,8 @@ import math
 import pytest
 from PIL import Image
 
-from aurora_trl.curves import PANELS, curve_series
-from aurora_trl.quickstart import COLUMNS, STAGES, UNTRAINED, over_seeds, results_table, run_seeds
+from aurora_trl.apps.curves import PANELS, curve_series
+from aurora_trl.apps.quickstart import COLUMNS, STAGE_RUNS, UNTRAINED, over_seeds, results_table, run_seeds
 
 
 @pytest.mark.slow
@@ -26,7 +26,7 @@ def test_quickstart_trains_every_stage_and_beats_the_untrained_model(tmp_path):
     out = root / "seed0"  # each seed's run is a whole quickstart
     results = per_seed[0]
 
-    labels = [UNTRAINED] + [label for label, _, _ in STAGES]
+    labels = [UNTRAINED] + list(STAGE_RUNS)
     assert list(results) == labels
     for label in labels:  # every cell of the table is a number
         for split, key, _ in COLUMNS:
@@ -39,14 +39,14 @@ def test_quickstart_trains_every_stage_and_beats_the_untrained_model(tmp_path):
     # can still be empty masks: the mean is the number the table reports).
     seen_j = {label: means[label]["test_s"]["J"] for label in labels}
     print("Seen J per stage, mean over seeds:", seen_j)
-    assert seen_j[STAGES[-1][0]] > seen_j[UNTRAINED] + 0.05, seen_j
+    assert seen_j[labels[-1]] > seen_j[UNTRAINED] + 0.05, seen_j
 
     # Each stage ran its recipe to the end and left the merged model the next stage starts from.
-    for _, _, run_dir in STAGES:
+    for run_dir in STAGE_RUNS.values():
         assert (out / run_dir / "merged" / "config.json").is_file()
         assert (out / run_dir / "trainer_state.json").is_file()
-    series, starts = curve_series({label: out / run_dir for label, _, run_dir in STAGES})
-    assert [label for _, label in starts] == [label for label, _, _ in STAGES]
+    series, starts = curve_series({label: out / run_dir for label, run_dir in STAGE_RUNS.items()})
+    assert [label for _, label in starts] == list(STAGE_RUNS)
     assert {"loss/ce", "loss/bce", "loss/dice", "loss/distill"} <= set(series["loss terms"])
     assert {"rewards/format_reward/mean", "rewards/class_reward/mean", "rewards/iou_reward/mean"} <= set(
         series["rewards per function"]

@@ -15,12 +15,13 @@ from transformers import Qwen2_5OmniThinkerConfig
 from trl import ModelConfig
 
 from aurora_trl.cli import main as cli_main
+from aurora_trl.data_row import decode_audio
 from aurora_trl.modeling import AuroraForSegmentation, load_processor
 from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy
 from aurora_trl.rewards import REWARD_FUNCS
-from aurora_trl.script_utils import AuroraScriptArguments, load_model
+from aurora_trl.scripts.common import AuroraScriptArguments, load_model
 from aurora_trl.text import ANSWER_SUFFIX, SEG_TOKEN, SYSTEM_PROMPT, build_prompt, format_cot, user_text
-from aurora_trl.trainers.collator import AuroraCollator, decode_audio, sequence_length
+from aurora_trl.trainers.collator import AuroraCollator, sequence_length
 from aurora_trl.trainers.grpo_trainer import AuroraGRPOTrainer
 from aurora_trl.trainers.sft_trainer import AuroraSFTTrainer
 from tests.helpers import grpo_config, sft_config
@@ -154,7 +155,7 @@ def test_generation_stops_at_the_end_of_turn(real_base_dir, real_aurora_dir, tmp
     bias = [[[eos], 50.0], [[eos, SEG_ID], 100.0]]
     out = model.segment(frames, audio, "the dog", processor=processor, max_new_tokens=4, sequence_bias=bias)
     assert not out.seg_emitted and out.text == ANSWER_SUFFIX
-    from data_prep.cot import load_thinker  # `aurora-trl data cot` loads transformers' own thinker
+    from aurora_trl.apps.cot import load_thinker  # `aurora-trl data cot` loads transformers' own thinker
 
     thinker, _ = load_thinker(str(real_base_dir), "cpu")
     assert thinker.generation_config.eos_token_id == eos

@@ -1,17 +1,25 @@
 """Recipes: every one is valid YAML and valid Python, parses with its trainer's own parser, and the CLI overrides it."""
 
 import ast
+import os
 from pathlib import Path
 
 import pytest
 
-from aurora_trl.launch import RecipeError, accelerate_flags, parse_recipe, read_recipe
+from aurora_trl.scripts import grpo, sft
+from aurora_trl.scripts.launch import RecipeError, accelerate_flags, parse_any_recipe, read_recipe, recipe_script
+from aurora_trl.stages import BY_KEY
 
 
 RECIPES = sorted(
     p for p in (Path(__file__).resolve().parents[1] / "recipes").rglob("*.yaml") if "accelerate" not in p.parts
 )
-RUN_LINE = '_run: object = __import__("aurora_trl.launch").launch.run_recipe(__file__)'
+
+
+def run_line(script: str) -> str:
+    return f'_run: object = __import__("{script}").{script.removeprefix("aurora_trl.")}.run_recipe(__file__)'
+
+
 # Real-model recipes ask for bf16 on a GPU; on this CPU only the keys are checked.
 CPU = ["--use_cpu", "True", "--bf16", "False"]
 
@@ -26,36 +34,61 @@ def test_there_are_recipes():
 def test_recipe_is_yaml_and_python_and_parses(recipe):
     text = recipe.read_text()
     ast.parse(text)  # `accelerate launch recipe.yaml` runs it with python
-    assert text.rstrip().splitlines()[-1] == RUN_LINE
-    trainer, settings, options = read_recipe(recipe)
-    assert trainer == ("grpo" if recipe.name == "grpo.yaml" else "sft")
+    stage = BY_KEY[recipe.stem]
+    assert text.rstrip().splitlines()[-1] == run_line(stage.script)
+    assert recipe_script(recipe) == stage.script
+    settings, options = read_recipe(recipe)
     assert isinstance(settings, dict) and "_run" not in options
-    _, (script_args, training_args, model_args) = parse_recipe(recipe, CPU)
+    script, (script_args, training_args, model_args) = parse_any_recipe(recipe, CPU)
+    assert script.__name__ == stage.script
     assert model_args.model_name_or_path == options["model_name_or_path"]
     assert training_args.learning_rate == options["learning_rate"]
-    if trainer == "sft":
-        assert training_args.sft_target in ("direct", "reasoning", "reflective")
+    if stage.sft_target:
+        assert training_args.sft_target == stage.sft_target
     else:
         assert script_args.reward_funcs == ["format", "class", "iou"] and training_args.num_generations == 3
 
 
 def test_command_line_overrides_the_recipe():
     recipe = next(p for p in RECIPES if p.parent.name == "tiny" and p.name == "sft.yaml")
-    _, (script_args, training_args, _) = parse_recipe(
+    _, (script_args, training_args, _) = parse_any_recipe(
         recipe, ["--learning_rate", "0.5", "--dataset_name", "elsewhere"]
     )
     assert training_args.learning_rate == 0.5 and script_args.dataset_name == "elsewhere"
-    assert training_args.max_steps == read_recipe(recipe)[2]["max_steps"]
+    assert training_args.max_steps == read_recipe(recipe)[1]["max_steps"]
 
 
 def test_unknown_recipe_key_is_named(tmp_path):
     recipe = tmp_path / "bad.yaml"
-    recipe.write_text('trainer: "sft"\nmodel_name_or_path: "m"\ndataset_name: "d"\nlearnig_rate: 0.1\n' + RUN_LINE)
+    line = run_line("aurora_trl.scripts.sft")
+    recipe.write_text('model_name_or_path: "m"\ndataset_name: "d"\nlearnig_rate: 0.1\n' + line)
     with pytest.raises(RecipeError, match="unknown option.*learnig_rate"):
-        parse_recipe(recipe, CPU)
-    recipe.write_text('trainer: "dpo"\n')
-    with pytest.raises(RecipeError, match="unknown trainer 'dpo'"):
+        parse_any_recipe(recipe, CPU)
+
+
+def test_a_recipe_without_its_script_line_or_with_the_old_trainer_key_is_refused(tmp_path):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text('model_name_or_path: "m"\n')
+    with pytest.raises(RecipeError, match="no last line naming its stage script"):
+        parse_any_recipe(recipe)
+    recipe.write_text('trainer: "sft"\nmodel_name_or_path: "m"\n' + run_line("aurora_trl.scripts.sft"))
+    with pytest.raises(RecipeError, match="`trainer` key is gone"):
         read_recipe(recipe)
+
+
+def test_env_key_is_set_before_parsing(tmp_path, monkeypatch):
+    monkeypatch.delenv("AURORA_RECIPE_TEST", raising=False)
+    recipe = tmp_path / "env.yaml"
+    recipe.write_text(
+        'env: {"AURORA_RECIPE_TEST": "on"}\nmodel_name_or_path: "m"\n' + run_line("aurora_trl.scripts.sft")
+    )
+    settings, options = read_recipe(recipe)
+    assert os.environ["AURORA_RECIPE_TEST"] == "on" and "env" not in options and settings == {}
+
+
+def test_each_script_module_is_the_one_its_recipes_name():
+    assert {BY_KEY[key].script for key in ("teacher", "sft", "reflect")} == {sft.__name__}
+    assert BY_KEY["grpo"].script == grpo.__name__
 
 
 def test_accelerate_block_becomes_flags():

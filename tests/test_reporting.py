@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from datasets import load_from_disk
 
-from aurora_trl.launch import run_recipe
 from aurora_trl.reporting import check_report_to, conversation_text
+from aurora_trl.scripts.launch import run_any_recipe
 from aurora_trl.trainers.grpo_trainer import AuroraGRPOTrainer
 from tests.helpers import ROOT, grpo_config, tiny_policy_model
 
@@ -54,7 +54,7 @@ def test_a_real_recipe_without_tensorboard_fails_before_reading_data(monkeypatch
     monkeypatch.setattr("transformers.integrations.is_tensorboard_available", lambda: False)
     options = ["--dataset_name", str(tmp_path / "no-such-data"), "--output_dir", str(tmp_path / "run")]
     with pytest.raises(ImportError, match=r'pip install "aurora-trl\[tensorboard\]" \(or set report_to: none\)'):
-        run_recipe(ROOT / "recipes" / f"{recipe}.yaml", options + ["--bf16", "False"])
+        run_any_recipe(ROOT / "recipes" / f"{recipe}.yaml", options + ["--bf16", "False"])
 
 
 # ------------------------------------------------------------------------------------- GRPO log_completions

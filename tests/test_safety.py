@@ -1,4 +1,4 @@
-"""Safe loading (issue 8, deliverable 4): weights only from safetensors or `torch.load(weights_only=True)`, no
+"""Safe loading: weights only from safetensors or `torch.load(weights_only=True)`, no
 checkpoint code unless a recipe asks for it, and no Hub token in any log or file of a run."""
 
 import ast
@@ -13,11 +13,11 @@ import transformers
 from safetensors.torch import load_file
 from trl import ModelConfig
 
-from aurora_trl.launch import read_recipe
 from aurora_trl.modeling import AuroraForSegmentation
 from aurora_trl.modeling.sam import SamSpec, build_sam, load_sam_checkpoint
-from aurora_trl.script_utils import AuroraScriptArguments, prepare_run
-from aurora_trl.sft import main as sft_main
+from aurora_trl.scripts.common import AuroraScriptArguments, prepare_run
+from aurora_trl.scripts.launch import read_recipe
+from aurora_trl.scripts.sft import main as sft_main
 from aurora_trl.trainers.grpo_config import AuroraGRPOConfig
 from aurora_trl.trainers.sft_config import AuroraSFTConfig
 from tests.helpers import grpo_config, sft_config, use_local_hub
@@ -155,7 +155,7 @@ def test_trust_remote_code_defaults_off_everywhere():
     recipes = [r for r in recipes if r.parent.name != "accelerate"]
     assert len(recipes) >= 8
     for recipe in recipes:
-        assert read_recipe(recipe)[2].get("trust_remote_code", False) is False, recipe
+        assert read_recipe(recipe)[1].get("trust_remote_code", False) is False, recipe
 
 
 def test_a_checkpoint_with_its_own_code_is_refused_by_default(synth_dataset, tmp_path):

@@ -1,4 +1,4 @@
-"""Unwritable output and a disk that fills up (issue 8, deliverable 5).
+"""Unwritable output and a disk that fills up.
 
 - An `output_dir` that cannot be written fails before anything is loaded, with the path and the reason.
 - A checkpoint save that fails half-way (ENOSPC while writing `optimizer.pt`) is reported, its folder removed, and
@@ -18,8 +18,8 @@ from trl import ModelConfig
 
 from aurora_trl.modeling import AuroraForSegmentation, load_processor
 from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy
-from aurora_trl.script_utils import AuroraScriptArguments, OutputDirError, check_output_dir
-from aurora_trl.sft import main as sft_main
+from aurora_trl.scripts.common import AuroraScriptArguments, OutputDirError, check_output_dir
+from aurora_trl.scripts.sft import main as sft_main
 from aurora_trl.trainers.checkpointing import CheckpointSaveError, SafeSavingMixin
 from aurora_trl.trainers.grpo_trainer import AuroraGRPOTrainer
 from aurora_trl.trainers.sft_trainer import AuroraSFTTrainer

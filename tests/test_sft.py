@@ -32,11 +32,11 @@ def test_real_recipes_collate_in_worker_processes(tiny_aurora_dir, synth_dataset
 
     from torch.utils.data import DataLoader
 
-    from aurora_trl.launch import parse_recipe
+    from aurora_trl.scripts.launch import parse_any_recipe
 
     recipes = Path(__file__).resolve().parents[1] / "recipes"
     for name in ("teacher", "sft", "reflect", "grpo"):
-        _, (_, training_args, _) = parse_recipe(recipes / f"{name}.yaml", ["--use_cpu", "True", "--bf16", "False"])
+        _, (_, training_args, _) = parse_any_recipe(recipes / f"{name}.yaml", ["--use_cpu", "True", "--bf16", "False"])
         assert training_args.dataloader_num_workers >= 2, name
     _, processor = tiny_policy_model(tiny_aurora_dir)
     rows = load_from_disk(str(synth_dataset))["train"].select(range(4))

@@ -6,8 +6,8 @@ from transformers import TrainerCallback, set_seed
 
 from aurora_trl.modeling import AuroraForSegmentation, load_processor
 from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy
-from aurora_trl.script_utils import AuroraScriptArguments
-from aurora_trl.sft import main
+from aurora_trl.scripts.common import AuroraScriptArguments
+from aurora_trl.scripts.sft import main
 from aurora_trl.trainers.sft_trainer import AuroraSFTTrainer
 from tests.helpers import sft_config, use_local_hub
 

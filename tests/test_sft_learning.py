@@ -12,8 +12,8 @@ from datasets import concatenate_datasets, load_from_disk
 
 from aurora_trl.modeling import AuroraForSegmentation, load_processor
 from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy
-from aurora_trl.modeling.tiny import save_tiny_model
-from aurora_trl.script_utils import save_merged
+from aurora_trl.scripts.common import save_merged
+from aurora_trl.tiny import save_tiny_model
 from aurora_trl.trainers.sft_trainer import AuroraSFTTrainer
 from data_prep.build import build_dataset
 from data_prep.synth import write_synthetic_refavs
@@ -66,7 +66,7 @@ def test_stage0_then_stage1_learn_masks_and_distillation(setup):
     after = teacher.evaluate()["eval_mask/iou"]
     print(f"stage 0 held-out IoU {before:.3f} -> {after:.3f} (predict nothing {predict_nothing:.3f})")
     assert after >= before + 0.05 and after >= predict_nothing + 0.05
-    save_merged(teacher.model, processor, str(root / "teacher"), "Stage 0: direct-answer teacher")
+    save_merged(teacher.model, processor, str(root / "teacher"), "teacher")
 
     # A fresh student with the Stage-0 model as a separate teacher: the distillation term has something to close.
     student = AuroraSFTTrainer(

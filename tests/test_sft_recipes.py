@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from datasets import load_from_disk
 
-from aurora_trl.launch import run_recipe
+from aurora_trl.scripts.launch import run_any_recipe
 from tests.helpers import probe_reports
 
 
@@ -43,15 +43,15 @@ def overrides(inputs, out, model=None, steps=2):
 
 
 def test_stage_chain_teacher_sft_reflect(inputs, tmp_path):
-    teacher = run_recipe(RECIPES / "teacher.yaml", overrides(inputs, tmp_path / "teacher"))
+    teacher = run_any_recipe(RECIPES / "teacher.yaml", overrides(inputs, tmp_path / "teacher"))
     assert teacher.args.sft_target == "direct" and (tmp_path / "teacher" / "merged" / "config.json").is_file()
     assert (tmp_path / "teacher" / "adapter_model.safetensors").is_file()
     teacher_dir = str(tmp_path / "teacher" / "merged")
-    sft = run_recipe(RECIPES / "sft.yaml", overrides(inputs, tmp_path / "sft", model=teacher_dir))
+    sft = run_any_recipe(RECIPES / "sft.yaml", overrides(inputs, tmp_path / "sft", model=teacher_dir))
     logs = [h for h in sft.state.log_history if "loss/distill" in h]
     assert logs and all(k in logs[0] for k in ("loss/ce", "loss/bce", "loss/dice", "loss/distill"))
     assert any("eval_mask/iou" in h for h in sft.state.log_history)
-    reflect = run_recipe(
+    reflect = run_any_recipe(
         RECIPES / "reflect.yaml",
         overrides(inputs, tmp_path / "reflect", model=str(tmp_path / "sft" / "merged"))
         + ["--teacher_model_name_or_path", teacher_dir],
@@ -115,8 +115,10 @@ def test_aurora_trl_train_uses_the_recipe_accelerate_block(inputs, tmp_path):
 
 
 def test_trl_script_style_with_config(inputs, tmp_path):
-    """`python -m aurora_trl.sft --config RECIPE [flags]`, as TRL's own scripts are run."""
+    """`python -m aurora_trl.scripts.sft --config RECIPE [flags]`, as TRL's own scripts are run."""
     out = tmp_path / "run"
     options = overrides(inputs, out, steps=1) + ["--eval_strategy", "no"]
-    launch([sys.executable, "-m", "aurora_trl.sft", "--config", str(RECIPES / "teacher.yaml"), *options], tmp_path)
+    launch(
+        [sys.executable, "-m", "aurora_trl.scripts.sft", "--config", str(RECIPES / "teacher.yaml"), *options], tmp_path
+    )
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 1

@@ -8,19 +8,17 @@ from aurora_trl.text import (
     build_prompt,
     class_from_uid,
     format_cot,
-    has_answer_format,
     has_canonical_steps,
     media_id_from_uid,
     names_class,
     parse_answer_class,
     reflective_path,
     sft_target,
-    split_cot_steps,
     teacher_target,
 )
 
 
-# The 52 labels of Ref-AVS's metadata.csv (aurora-method.md §10), hyphenated ones included.
+# The 52 labels of Ref-AVS's metadata.csv, hyphenated ones included.
 REFAVS_CLASSES = (
     "accordion airplane baby bass boat boy car cat cello chair clarinet clock couch dog drum emergency-car flute girl "
     "guitar gun guzheng hair-dryer handpan harmonica harp helicopter keyboard leopard lion man marimba motorcycle "
@@ -97,19 +95,15 @@ def test_prompt_has_system_audio_frames_and_the_expression():
 
 def test_answer_grammar():
     assert sft_target(" reasoning. ") == f"reasoning. {ANSWER_SUFFIX}"
-    assert has_answer_format(sft_target("r") + " \n")
-    assert not has_answer_format("It is [SEG]. And more.")
     assert teacher_target("hair-dryer") == "It is hair-dryer [SEG]."
 
 
 def test_cot_steps():
     text = format_cot("two objects.", "a low hum.", "the first sound.", "guitar")
     assert has_canonical_steps(text)
-    assert split_cot_steps(text) == {
-        "image": "two objects.",
-        "audio": "a low hum.",
-        "reference": "the first sound.",
-        "answer": "The target is guitar.",
-    }
+    assert text == (
+        "Step 1 (image): two objects. Step 2 (audio): a low hum. Step 3 (reference): the first sound. "
+        "Step 4 (answer): The target is guitar."
+    )
     assert not has_canonical_steps("Step 2 (audio): x Step 1 (image): y Step 3 (reference): z Step 4 (answer): w")
     assert not has_canonical_steps(text + " Step 4 (answer): again")

@@ -9,8 +9,8 @@ from trl import ModelConfig
 
 from aurora_trl.modeling import AuroraForSegmentation, load_processor
 from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy
-from aurora_trl.modeling.tiny import TINY_SAM, _set_generation_ids, build_tiny_processor, tiny_thinker_config
-from aurora_trl.script_utils import AuroraScriptArguments, load_model, save_merged
+from aurora_trl.scripts.common import AuroraScriptArguments, load_model, save_merged
+from aurora_trl.tiny import TINY_SAM, _set_generation_ids, build_tiny_processor, tiny_thinker_config
 from aurora_trl.trainers.sft_trainer import AuroraSFTTrainer
 from tests.helpers import sft_config
 
@@ -87,7 +87,7 @@ def test_a_base_without_a_spare_row_is_resized_once(tmp_path):
     assert seg == len(processor.tokenizer) and rows == 64 * -(-(seg + 1) // 64) and rows > seg
     assert model.get_output_embeddings().weight.shape[0] == rows
     peft_model = apply_training_policy(model, TrainingPolicy())
-    save_merged(peft_model, built_processor, str(tmp_path / "stage0"), "direct")
+    save_merged(peft_model, built_processor, str(tmp_path / "stage0"), "teacher")
 
     script = AuroraScriptArguments(dataset_name="unused")
     again, _ = load_model(script, ModelConfig(model_name_or_path=str(tmp_path / "stage0")))  # as the next stage

@@ -1,6 +1,7 @@
 """The AURORA model layer: the Omni processor, the config, the segmentation model, SAM, the embedding cache.
 
-Floor 4 of the package: imports `aurora_trl.text`, transformers, segment-anything and peft, never the trainers.
+It imports the package's ground floor (`aurora_trl.text`, `aurora_trl.data_row`), transformers, segment-anything
+and peft, never the trainers, the scripts or the applications.
 Names are imported lazily (on first access), so `from aurora_trl.modeling.processing import load_processor` does not
 pay for peft or segment-anything.
 """
@@ -13,7 +14,7 @@ _EXPORTS = {
     "AuroraSegmentationFields": "configuration_aurora",
     "AuroraForSegmentation": "modeling_aurora",
     "AuroraSegmentationMixin": "modeling_aurora",
-    "SegmentationOutput": "modeling_aurora",
+    "SegmentationOutput": "inference",
     "add_seg_token": "tokens",
     "multimodal_token_ids": "tokens",
     "select_seg_hidden_states": "tokens",

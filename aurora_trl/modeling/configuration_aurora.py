@@ -7,7 +7,7 @@ below. Another transformers audio-visual backbone gets its config with one more 
 `modeling_aurora.py`).
 """
 
-from dataclasses import dataclass
+import dataclasses
 
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, Qwen2_5OmniThinkerConfig
@@ -15,73 +15,48 @@ from transformers import AutoConfig, Qwen2_5OmniThinkerConfig
 from .sam import SamSpec
 
 
-@dataclass
-class AuroraSegmentationFields:
-    r"""
+def _sam_fields() -> list[tuple]:
+    """One `sam_{name}` config field per [`SamSpec`] field, with the spec's default: the spec is the one place
+    that declares SAM's dimensions. `config.json` keeps them flat (`"sam_image_size": 224`), where JSON turns the
+    tuple of global-attention blocks into a list."""
+    out = []
+    for spec_field in dataclasses.fields(SamSpec):
+        kind = list[int] | tuple[int, ...] if spec_field.name == "global_attn_indexes" else spec_field.type
+        out.append((f"sam_{spec_field.name}", kind, dataclasses.field(default=spec_field.default)))
+    return out
+
+
+def _sam_spec(self) -> SamSpec:
+    """The SAM dimensions as a [`SamSpec`]."""
+    values = {name: getattr(self, f"sam_{name}") for name in SamSpec.__dataclass_fields__}
+    return SamSpec(**{**values, "global_attn_indexes": tuple(values["global_attn_indexes"])})
+
+
+def _set_sam_spec(self, spec: SamSpec) -> None:
+    """Copy the dimensions of `spec` (e.g. `SamSpec.from_variant("vit_b", 1024)`) into the fields."""
+    for name in SamSpec.__dataclass_fields__:
+        value = getattr(spec, name)
+        setattr(self, f"sam_{name}", list(value) if isinstance(value, tuple) else value)
+
+
+AuroraSegmentationFields = dataclasses.make_dataclass(
+    "AuroraSegmentationFields",
+    [("seg_token_id", int | None, None), *_sam_fields(), ("base_model_name_or_path", str | None, None)],
+    namespace={
+        "__module__": __name__,
+        "__doc__": r"""
     seg_token_id (`int`, *optional*):
         Id of the `[SEG]` token (a normal added token). Set by [`add_seg_token`] / `from_base`.
-    sam_image_size (`int`, *optional*, defaults to `224`):
-        SAM input size in pixels. AURORA uses 224 (14×14 image embedding), LISA and SAM's pretraining 1024.
-    sam_embed_dim (`int`, *optional*, defaults to `1280`):
-        Width of SAM's ViT image encoder (ViT-H: 1280, ViT-L: 1024, ViT-B: 768).
-    sam_depth (`int`, *optional*, defaults to `32`):
-        Number of ViT blocks (ViT-H: 32, ViT-L: 24, ViT-B: 12).
-    sam_num_heads (`int`, *optional*, defaults to `16`):
-        ViT attention heads (ViT-H/L: 16, ViT-B: 12).
-    sam_global_attn_indexes (`list[int]`, *optional*, defaults to `(7, 15, 23, 31)`):
-        ViT blocks with global attention; the others use windowed attention.
-    sam_patch_size (`int`, *optional*, defaults to `16`):
-        ViT patch size.
-    sam_window_size (`int`, *optional*, defaults to `14`):
-        Window of the windowed-attention blocks.
-    sam_prompt_dim (`int`, *optional*, defaults to `256`):
-        SAM's prompt/embedding width; the `[SEG]` projector maps the LLM hidden size to it.
-    sam_decoder_depth (`int`, *optional*, defaults to `2`):
-        Blocks of the mask decoder's two-way transformer.
-    sam_decoder_heads (`int`, *optional*, defaults to `8`):
-        Attention heads of the mask decoder.
-    sam_decoder_mlp_dim (`int`, *optional*, defaults to `2048`):
-        MLP width of the mask decoder.
+    sam_image_size, sam_embed_dim, ... (one `sam_{name}` per field of [`~aurora_trl.modeling.sam.SamSpec`]):
+        SAM's dimensions, with the spec's defaults (ViT-H at AURORA's 224² input); `sam_spec` reads them as a
+        `SamSpec` and `set_sam_spec` writes them from one.
     base_model_name_or_path (`str`, *optional*):
         The base checkpoint the model was built from (written into model cards).
-    """
-
-    seg_token_id: int | None = None
-    sam_image_size: int = 224
-    sam_embed_dim: int = 1280
-    sam_depth: int = 32
-    sam_num_heads: int = 16
-    sam_global_attn_indexes: list[int] | tuple[int, ...] = (7, 15, 23, 31)
-    sam_patch_size: int = 16
-    sam_window_size: int = 14
-    sam_prompt_dim: int = 256
-    sam_decoder_depth: int = 2
-    sam_decoder_heads: int = 8
-    sam_decoder_mlp_dim: int = 2048
-    base_model_name_or_path: str | None = None
-
-    @property
-    def sam_spec(self) -> SamSpec:
-        """The SAM dimensions as a [`SamSpec`]."""
-        return SamSpec(
-            image_size=self.sam_image_size,
-            embed_dim=self.sam_embed_dim,
-            depth=self.sam_depth,
-            num_heads=self.sam_num_heads,
-            global_attn_indexes=tuple(self.sam_global_attn_indexes),
-            patch_size=self.sam_patch_size,
-            window_size=self.sam_window_size,
-            prompt_dim=self.sam_prompt_dim,
-            decoder_depth=self.sam_decoder_depth,
-            decoder_heads=self.sam_decoder_heads,
-            decoder_mlp_dim=self.sam_decoder_mlp_dim,
-        )
-
-    def set_sam_spec(self, spec: SamSpec) -> None:
-        """Copy the dimensions of `spec` (e.g. `SamSpec.from_variant("vit_b", 1024)`) into the fields."""
-        for name in SamSpec.__dataclass_fields__:
-            value = getattr(spec, name)
-            setattr(self, "sam_" + name, list(value) if isinstance(value, tuple) else value)
+    """,
+        "sam_spec": property(_sam_spec),
+        "set_sam_spec": _set_sam_spec,
+    },
+)
 
 
 @strict

@@ -138,7 +138,3 @@ class SamEmbeddingCache:
         if not self.enabled or clip_id is None or any(p.requires_grad for p in encoder.parameters()):
             return model.encode_images(pixel_values)
         return self.get_or_compute(model, clip_id, pixel_values)
-
-    def clear_memory(self) -> None:
-        """Drop the in-memory entries (the disk cache stays)."""
-        self._memory.clear()

@@ -10,19 +10,22 @@ from pathlib import Path
 
 from huggingface_hub import HfApi, ModelCardData
 
+from aurora_trl.stages import BY_KEY, Stage
 
-STAGES = {
-    "tiny": "tiny random model (tests and recipes only; not trained)",
-    "sft": "Stage 1: supervised fine-tuning on chain-of-thought paths",
-    "crst": "Stage 2: corrective reflective-style training",
-    "grpo": "Stage 3: GRPO with format, IoU and class rewards",
-}
+
+def as_stage(stage: Stage | str | None) -> Stage | None:
+    """A [`~aurora_trl.stages.Stage`], from itself or its key (`"teacher"`, `"sft"`, `"reflect"`, `"grpo"`)."""
+    if stage is None or isinstance(stage, Stage):
+        return stage
+    if stage not in BY_KEY:
+        raise ValueError(f"unknown stage {stage!r}; known: {', '.join(BY_KEY)}")
+    return BY_KEY[stage]
 
 
 def model_card(
     model,
     repo_id: str | None = None,
-    stage: str | None = None,
+    stage: Stage | str | None = None,
     base_model: str | None = None,
     datasets: list[str] | None = None,
     metrics: dict[str, float] | None = None,
@@ -32,16 +35,17 @@ def model_card(
     Args:
         model ([`AuroraForSegmentation`]): The model (its config gives the base model and SAM settings).
         repo_id (`str`, *optional*): Hub repository, used in the usage snippet.
-        stage (`str`, *optional*): Training stage (`"sft"`, `"crst"`, `"grpo"`, `"tiny"` or free text).
+        stage ([`~aurora_trl.stages.Stage`] or its key, *optional*): The training stage that made the model.
         base_model (`str`, *optional*): Base checkpoint; defaults to `config.base_model_name_or_path`.
         datasets (`list[str]`, *optional*): Training data sets (Hub ids or names).
         metrics (`dict[str, float]`, *optional*): Evaluation results (e.g. `{"test_s/J": 0.51, "test_s/F": 0.6}`).
     """
     config = model.config
+    stage = as_stage(stage)
     base_model = base_model or getattr(config, "base_model_name_or_path", None)
     tags = ["aurora-trl", "audio-visual-segmentation", "referring-segmentation", "sam", "trl"]
     if stage:
-        tags.append(stage)
+        tags.append(stage.hub_tag)
     data = ModelCardData(
         library_name="transformers",
         license="apache-2.0",
@@ -68,7 +72,7 @@ def model_card(
         "|---|---|",
         f"| base model | {base_model or 'unknown'} |",
         f"| architecture | `{type(model).__name__}` (backbone `{config.model_type}`) |",
-        f"| stage | {STAGES.get(stage, stage) if stage else 'unknown'} |",
+        f"| stage | {f'{stage.label}: {stage.description}' if stage else 'unknown'} |",
         f"| training data | {', '.join(datasets) if datasets else 'unknown'} |",
         f"| SAM | ViT {config.sam_embed_dim}×{config.sam_depth} at {config.sam_image_size}² px |",
         "",
@@ -100,7 +104,7 @@ def push_to_hub(
     model,
     repo_id: str,
     processor=None,
-    stage: str | None = None,
+    stage: Stage | str | None = None,
     base_model: str | None = None,
     datasets: list[str] | None = None,
     metrics: dict[str, float] | None = None,
@@ -126,7 +130,7 @@ def push_to_hub(
             repo_id=repo_id,
             folder_path=folder,
             repo_type="model",
-            commit_message=commit_message or f"Upload AURORA model ({stage or 'model'})",
+            commit_message=commit_message or f"Upload AURORA model ({as_stage(stage).label if stage else 'model'})",
             revision=revision,
             create_pr=create_pr,
         )

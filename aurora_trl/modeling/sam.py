@@ -88,13 +88,21 @@ _EncoderAttention = importlib.import_module("segment_anything.modeling.image_enc
 class SamSpec:
     """Dimensions of a SAM model. Defaults: ViT-H (the LISA/AURORA choice) at AURORA's 224² input.
 
+    The one declaration of SAM's dimensions: [`~aurora_trl.modeling.AuroraConfig`] stores each field as
+    `sam_{name}` (its `sam_spec` and `set_sam_spec` convert), so a field added here is a config field too.
+
     Args:
-        image_size (`int`): Input size in pixels (square, multiple of `patch_size`).
-        embed_dim, depth, num_heads, global_attn_indexes: Image-encoder ViT dimensions.
+        image_size (`int`): Input size in pixels (square, multiple of `patch_size`); AURORA 224 (a 14×14 image
+            embedding), LISA and SAM's pretraining 1024.
+        embed_dim (`int`): Width of the ViT image encoder (ViT-H 1280, ViT-L 1024, ViT-B 768).
+        depth (`int`): ViT blocks (ViT-H 32, ViT-L 24, ViT-B 12).
+        num_heads (`int`): ViT attention heads (ViT-H and ViT-L 16, ViT-B 12).
+        global_attn_indexes (`tuple[int, ...]`): ViT blocks with global attention; the others are windowed.
         patch_size (`int`): ViT patch size (16 in every official checkpoint).
         window_size (`int`): Window of the windowed-attention blocks (14 in every official checkpoint).
-        prompt_dim (`int`): Prompt/embedding width shared by the encoder neck, prompt encoder and decoder (256).
-        decoder_depth, decoder_heads, decoder_mlp_dim: Two-way transformer of the mask decoder.
+        prompt_dim (`int`): Prompt/embedding width shared by the encoder neck, prompt encoder and decoder (256); the
+            `[SEG]` projector maps the LLM's hidden size to it.
+        decoder_depth, decoder_heads, decoder_mlp_dim (`int`): The mask decoder's two-way transformer (2, 8, 2048).
     """
 
     image_size: int = 224

@@ -90,3 +90,16 @@ def multimodal_token_ids(config) -> list[int]:
     )
     ids = [getattr(config, name, None) for name in names]
     return sorted({i for i in ids if isinstance(i, int) and i >= 0})
+
+
+def pad_sequences(rows: Sequence[torch.Tensor], pad_id: int, side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
+    """1-D token rows as one `(B, longest)` batch and its attention mask, padded with `pad_id` on `side` ("right"
+    for teacher-forced training rows, "left" for generation, which appends on the right)."""
+    length = max(len(row) for row in rows)
+    batch = rows[0].new_full((len(rows), length), pad_id)
+    mask = torch.zeros_like(batch)
+    for b, row in enumerate(rows):
+        span = slice(0, len(row)) if side == "right" else slice(length - len(row), length)
+        batch[b, span] = row
+        mask[b, span] = 1
+    return batch, mask

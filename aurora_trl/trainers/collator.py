@@ -1,58 +1,32 @@
 """Batches for the supervised stages: token ids with response-only labels, the Omni processor's image and audio
 tensors, SAM's frames, the ground-truth masks, and (for distillation) the teacher's token ids.
 
-A row is one data-set example (`data_prep/schema.py`). The prompt is expanded by the processor alone (its image and
-audio placeholders become as many tokens as the features need), then the response tokens are appended, so the
-labels mark the response exactly, with no re-tokenisation of a joined string. [`sequence_length`] gives the length
-of that sequence without processing any pixel or sample, so rows too long for `max_length` can be reported before
-training rather than cut.
+A row is one data-set example (`aurora_trl/data_row.py`); its prompt is `aurora_trl.text.build_prompt` of its
+expression, as at inference. The prompt is expanded by the processor alone (its image and audio placeholders become
+as many tokens as the features need), then the response tokens are appended, so the labels mark the response
+exactly, with no re-tokenisation of a joined string. [`sequence_length`] gives the length of that sequence without
+processing any pixel or sample, so rows too long for `max_length` can be reported before training rather than cut.
 """
 
-import io
 from dataclasses import dataclass
 
-import numpy as np
-import soundfile as sf
 import torch
-from PIL import Image
 
+from aurora_trl.data_row import clip_id, decode_audio, mask_tensor
 from aurora_trl.modeling.processing import media_token_count
 from aurora_trl.modeling.sam import preprocess_frames
-from aurora_trl.text import build_prompt, sft_target, teacher_target
+from aurora_trl.modeling.tokens import pad_sequences
+from aurora_trl.text import build_prompt, target_text, teacher_target
 
 
 IGNORE_INDEX = -100
-# What each stage learns to answer (the `sft_target` option of AuroraSFTConfig).
-TARGETS = ("direct", "reasoning", "reflective")
-SAMPLING_RATE = 16_000
 
 
-def target_text(row: dict, target: str) -> str:
-    """The response a row teaches: Stage 0 answers directly, Stages 1 and 2 reason first."""
-    if target == "direct":
-        return teacher_target(row["class_name"])
-    if target in ("reasoning", "reflective"):
-        return sft_target(row[target])
-    raise ValueError(f"unknown sft_target {target!r}; choose one of {', '.join(TARGETS)}")
-
-
-def decode_audio(wav_bytes: bytes) -> np.ndarray:
-    """16 kHz mono float32 waveform from the data set's WAV bytes."""
-    wave, rate = sf.read(io.BytesIO(wav_bytes), dtype="float32")
-    if rate != SAMPLING_RATE:
-        raise ValueError(f"audio at {rate} Hz: the data set stores 16 kHz (rebuild it with `aurora-trl data build`)")
-    return wave
-
-
-def row_prompt(row: dict, num_frames: int) -> list[dict]:
-    """The conversational prompt of a data-set row (its own `prompt` column, or the package's template)."""
-    return row.get("prompt") or build_prompt(row["expression"], num_frames=num_frames)
-
-
-def prompt_inputs(processor, row: dict, frames: list, waveform: np.ndarray) -> dict:
+def prompt_inputs(processor, row: dict, frames: list, waveform) -> dict:
     """The processor's output for a row's prompt: `input_ids` `(1, P)` (placeholders expanded), `attention_mask`,
     and the image and audio tensors."""
-    text = processor.apply_chat_template(row_prompt(row, len(frames)), add_generation_prompt=True, tokenize=False)
+    prompt = build_prompt(row["expression"], num_frames=len(frames))
+    text = processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
     return processor(text=[text], images=frames, audio=[waveform], return_tensors="pt")
 
 
@@ -64,29 +38,13 @@ def response_ids(tokenizer, text: str) -> list[int]:
 def sequence_length(processor, row: dict, target: str, image_sizes, audio_samples: int) -> int:
     """Tokens of the sequence [`AuroraCollator`] builds for `row` (the prompt as the processor expands it, then the
     response), from the frames' `(height, width)` and the audio's length alone."""
-    text = processor.apply_chat_template(row_prompt(row, len(image_sizes)), add_generation_prompt=True, tokenize=False)
+    prompt = build_prompt(row["expression"], num_frames=len(image_sizes))
+    text = processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
     placeholders = (processor.image_token, processor.audio_token)
     placeholder_ids = set(processor.tokenizer.convert_tokens_to_ids(list(placeholders)))
     plain = sum(1 for i in processor.tokenizer(text)["input_ids"] if i not in placeholder_ids)
     multimodal = media_token_count(processor, image_sizes, audio_samples)
     return plain + multimodal + len(response_ids(processor.tokenizer, target_text(row, target)))
-
-
-def clip_id(row: dict) -> str | None:
-    """The clip a row is about (its video id; its uid when it has none): what SAM's embeddings are cached by."""
-    return row.get("vid") or row.get("uid")
-
-
-def as_image(value) -> Image.Image:
-    """A data-set image as PIL: decoded already, or its stored bytes / file (a column read with `decode=False`)."""
-    if isinstance(value, Image.Image):
-        return value
-    return Image.open(io.BytesIO(value["bytes"]) if value.get("bytes") else value["path"])
-
-
-def mask_tensor(masks) -> torch.Tensor:
-    """(T, H, W) float {0, 1} from the data set's mask images."""
-    return torch.from_numpy(np.stack([np.asarray(m.convert("L")) > 0 for m in masks])).float()
 
 
 @dataclass
@@ -152,13 +110,8 @@ class AuroraCollator:
     @staticmethod
     def _pad(sequences: list[tuple[torch.Tensor, torch.Tensor]], pad_id: int) -> dict:
         """Right-pad prompt+response sequences; labels cover the response only."""
-        length = max(len(p) + len(r) for p, r in sequences)
-        input_ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
-        labels = torch.full((len(sequences), length), IGNORE_INDEX, dtype=torch.long)
-        for i, (prompt, response) in enumerate(sequences):
-            n = len(prompt) + len(response)
-            input_ids[i, :n] = torch.cat([prompt, response])
-            attention_mask[i, :n] = 1
-            labels[i, len(prompt) : n] = response
+        input_ids, attention_mask = pad_sequences([torch.cat([p, r]) for p, r in sequences], pad_id)
+        labels, _ = pad_sequences(
+            [torch.cat([torch.full_like(p, IGNORE_INDEX), r]) for p, r in sequences], IGNORE_INDEX
+        )
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}

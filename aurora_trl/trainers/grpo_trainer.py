@@ -39,13 +39,19 @@ from aurora_trl.losses import clip_mask_losses
 from aurora_trl.metrics import clip_iou
 from aurora_trl.modeling.embedding_cache import SamEmbeddingCache
 from aurora_trl.modeling.generation_states import SegStateRecorder
+from aurora_trl.modeling.modeling_aurora import unwrap_aurora_model
 from aurora_trl.modeling.tokens import multimodal_token_ids
 from aurora_trl.reporting import conversation_text
 from aurora_trl.rewards import REWARD_FUNCS
 from aurora_trl.trainers.checkpointing import SafeSavingMixin
 from aurora_trl.trainers.grpo_config import AuroraGRPOConfig
 from aurora_trl.trainers.rollouts import ClipMedia, ModelWithInputs, RolloutBatch, build_rollouts, without_media
-from aurora_trl.trainers.utils import aurora_model, backbone_hidden_state, prepare_for_engine, weights_are_sharded
+from aurora_trl.trainers.utils import (
+    backbone_hidden_state,
+    each_eval_split,
+    prepare_for_engine,
+    weights_are_sharded,
+)
 
 
 AURORA_REWARDS = ("format", "class", "iou")
@@ -83,7 +89,7 @@ class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
                 "use_vllm is not supported: vLLM generates text only, while each AURORA rollout needs the policy's "
                 "own hidden state at [SEG] (for its masks and IoU) and the clip's audio features. Set use_vllm: False."
             )
-        base = aurora_model(model)
+        base = unwrap_aurora_model(model)
         # A sampled image/audio marker breaks the next forward; TRL suppresses only the image token.
         suppress = multimodal_token_ids(base.config) + [processing_class.tokenizer.pad_token_id]
         args.generation_kwargs = {"suppress_tokens": sorted(set(suppress)), **(args.generation_kwargs or {})}
@@ -96,10 +102,7 @@ class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
         # from their stored bytes instead, once per group.
         self.clip_media = ClipMedia()
         train_dataset = self.clip_media.take(train_dataset)
-        if isinstance(eval_dataset, dict):
-            eval_dataset = {name: self.clip_media.take(split) for name, split in eval_dataset.items()}
-        else:
-            eval_dataset = self.clip_media.take(eval_dataset)
+        eval_dataset = each_eval_split(eval_dataset, lambda split, _: self.clip_media.take(split))
         super().__init__(
             model=model,
             reward_funcs=reward_funcs,
@@ -124,7 +127,7 @@ class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
     # ------------------------------------------------------------------------------------------ rollouts
     def _generate_and_score_completions(self, inputs):
         rollouts = build_rollouts(
-            inputs, self.processing_class, aurora_model(self.model), self.sam_cache, self.clip_media
+            inputs, self.processing_class, unwrap_aurora_model(self.model), self.sam_cache, self.clip_media
         )
         self._rollouts[self._mode()] = rollouts
         # Without frames TRL runs no processor of its own (once per rollout); the rollouts' tensors replace it.
@@ -137,7 +140,7 @@ class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
         return rollouts.prompt_ids(), None, rollouts.model_inputs(range(len(rollouts)))
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
-        base = aurora_model(self.model)
+        base = unwrap_aurora_model(self.model)
         with SegStateRecorder(base, sharded=weights_are_sharded(self)) as recorder:
             completion_ids, logprobs = super()._generate_single_turn(
                 prompt_ids, images, multimodal_fields, num_generations, has_tool_images
@@ -151,7 +154,7 @@ class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         mode = self._mode()
         rollouts = self._rollouts[mode]
-        base = aurora_model(self.model)
+        base = unwrap_aurora_model(self.model)
         with torch.no_grad():
             masks, targets = rollouts.masks(base, base.project_seg(rollouts.seg_states), range(len(rollouts)))
         rollouts.ious = [clip_iou(m, t, self.args.iou_threshold) for m, t in zip(masks, targets)]
@@ -183,9 +186,9 @@ class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
         with_inputs = ModelWithInputs(model, rollouts.model_inputs(indices))
         with backbone_hidden_state(model) as captured:
             loss = super()._compute_loss(with_inputs, inputs)
-        if self.args.bce_loss_weight == 0 and self.args.dice_loss_weight == 0:
+        if not self.args.trains_masks:
             return loss
-        base = aurora_model(model)
+        base = unwrap_aurora_model(model)
         input_ids = torch.cat([inputs["prompt_ids"], inputs["completion_ids"]], dim=1)
         attention_mask = torch.cat([inputs["prompt_mask"], inputs["completion_mask"]], dim=1)
         # A rollout without `[SEG]` has no `[SEG]` state in this forward; its masks at inference come from an appended
@@ -195,7 +198,7 @@ class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
         seg, found = base.seg_embeddings(captured["hidden"], input_ids, attention_mask, fallback_states=fallback)
         masks, targets = rollouts.masks(base, seg, indices)
         bce, dice = clip_mask_losses(masks, targets)
-        mask_loss = self.args.bce_loss_weight * bce + self.args.dice_loss_weight * dice
+        mask_loss = self.args.mask_loss(bce, dice)
         # TRL's policy loss is already scaled for gradient accumulation; this per-micro-batch mean is not.
         loss = loss + mask_loss / self.current_gradient_accumulation_steps
         self._metrics[mode]["mask/bce"].append(self.accelerator.gather(bce.detach()).mean().item())

@@ -21,8 +21,9 @@ import datasets
 import numpy as np
 import torch
 
+from aurora_trl.data_row import as_image, clip_id, decode_audio, mask_tensor
 from aurora_trl.modeling.sam import preprocess_frames
-from aurora_trl.trainers.collator import as_image, clip_id, decode_audio, mask_tensor, prompt_inputs
+from aurora_trl.trainers.collator import prompt_inputs
 
 
 @dataclass

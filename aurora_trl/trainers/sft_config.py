@@ -5,13 +5,15 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 from trl import SFTConfig
 
-from aurora_trl.trainers.collator import TARGETS
+from aurora_trl.text import SFT_TARGETS
+from aurora_trl.trainers.mask_arguments import MaskLossArguments
 
 
 @dataclass
-class AuroraSFTConfig(SFTConfig):
+class AuroraSFTConfig(MaskLossArguments, SFTConfig):
     r"""
-    [`~trl.SFTConfig`] plus AURORA's loss terms. Only the new fields are listed; defaults are AURORA's.
+    [`~trl.SFTConfig`] plus AURORA's loss terms, and [`MaskLossArguments`] (the mask-loss weights and the SAM
+    cache). Only the new fields are listed; defaults are AURORA's.
 
     Loss: `ce_loss_weight·CE + bce_loss_weight·BCE + dice_loss_weight·Dice + distill_loss_weight·MSE`, where BCE and
     Dice compare the masks decoded from the response's `[SEG]` with the ground truth (per frame, averaged), and MSE
@@ -24,10 +26,6 @@ class AuroraSFTConfig(SFTConfig):
             path then `It is [SEG].`) or `reflective` (Stage 2). Rows without that text are dropped, and counted.
         ce_loss_weight (`float`, *optional*, defaults to `1.0`):
             Weight of the token cross-entropy on the response.
-        bce_loss_weight (`float`, *optional*, defaults to `2.0`):
-            Weight of the per-frame mask binary cross-entropy.
-        dice_loss_weight (`float`, *optional*, defaults to `0.5`):
-            Weight of the per-frame mask Dice loss (LISA's form: sums scaled by 1/1000, eps 1e-6).
         distill_loss_weight (`float`, *optional*, defaults to `1.0`):
             Weight λ of the `[SEG]` feature distillation. AURORA's value is not published (its code computes the
             term but leaves it commented out); 0 disables the teacher.
@@ -39,12 +37,6 @@ class AuroraSFTConfig(SFTConfig):
             The frozen distillation teacher (a Stage-0 checkpoint). Default: with LoRA, the policy with its adapters
             disabled, i.e. the checkpoint training started from, at no extra memory; without LoRA, a frozen copy of
             the starting model. Its `[SEG]` embedding of a row is computed once and kept (1 KB a row).
-        sam_cache_dir (`str`, *optional*):
-            Folder of the on-disk SAM image-embedding cache, reused across epochs and runs. Default: memory only.
-        sam_cache_max_clips (`int`, *optional*, defaults to `64`):
-            Clips whose SAM image embeddings stay in memory (least recently used out first); one 10-frame clip is
-            2 MB at SAM ViT-H's 224 px. With more clips than this and no `sam_cache_dir`, later epochs encode
-            again.
         dataloader_num_workers (`int`, *optional*, defaults to `2`):
             Worker processes that collate batches (decode frames and audio, run the processor) while the model
             trains; TrainingArguments' 0 collates between steps, in the training process.
@@ -54,12 +46,10 @@ class AuroraSFTConfig(SFTConfig):
         default="reasoning",
         metadata={
             "help": "What to answer: direct (Stage 0), reasoning (Stage 1) or reflective (Stage 2).",
-            "choices": list(TARGETS),
+            "choices": list(SFT_TARGETS),
         },
     )
     ce_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the response cross-entropy."})
-    bce_loss_weight: float = field(default=2.0, metadata={"help": "Weight of the per-frame mask BCE."})
-    dice_loss_weight: float = field(default=0.5, metadata={"help": "Weight of the per-frame mask Dice loss."})
     distill_loss_weight: float = field(
         default=1.0,
         metadata={
@@ -81,12 +71,6 @@ class AuroraSFTConfig(SFTConfig):
             "(the adapter-disabled policy under LoRA, else a frozen copy)."
         },
     )
-    sam_cache_dir: str | None = field(
-        default=None, metadata={"help": "On-disk SAM image-embedding cache folder (default: memory only)."}
-    )
-    sam_cache_max_clips: int = field(
-        default=64, metadata={"help": "Clips whose SAM image embeddings stay in memory (LRU)."}
-    )
     dataloader_num_workers: int = field(
         default=2,
         metadata={"help": "Worker processes that collate batches while the model trains (0: in the training loop)."},
@@ -98,8 +82,8 @@ class AuroraSFTConfig(SFTConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.sft_target not in TARGETS:
-            raise ValueError(f"sft_target must be one of {', '.join(TARGETS)}, got {self.sft_target!r}")
+        if self.sft_target not in SFT_TARGETS:
+            raise ValueError(f"sft_target must be one of {', '.join(SFT_TARGETS)}, got {self.sft_target!r}")
         # The AURORA collator builds ids, labels and the image/audio/mask tensors from raw rows itself: TRL must not
         # tokenise the data set or drop its columns; `max_length` is applied by leaving rows out, not by truncation.
         self.remove_unused_columns = False

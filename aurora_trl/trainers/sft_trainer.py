@@ -19,18 +19,20 @@ import soundfile as sf
 import torch
 from trl import SFTTrainer
 
+from aurora_trl.data_row import as_image
 from aurora_trl.losses import clip_mask_losses, seg_distill_loss
 from aurora_trl.metrics import frame_iou
 from aurora_trl.modeling import AuroraForSegmentation
 from aurora_trl.modeling.embedding_cache import SamEmbeddingCache
+from aurora_trl.modeling.modeling_aurora import unwrap_aurora_model
 from aurora_trl.trainers.checkpointing import SafeSavingMixin
-from aurora_trl.trainers.collator import AuroraCollator, as_image, sequence_length
+from aurora_trl.trainers.collator import AuroraCollator, sequence_length
 from aurora_trl.trainers.sft_config import AuroraSFTConfig
 from aurora_trl.trainers.teacher_cache import TeacherCache
 from aurora_trl.trainers.utils import (
     adapters_disabled,
-    aurora_model,
     backbone_hidden_state,
+    each_eval_split,
     prepare_for_engine,
     weights_are_sharded,
 )
@@ -136,13 +138,10 @@ class AuroraSFTTrainer(SafeSavingMixin, SFTTrainer):
             return keep_rows_within_length(dataset, processing_class, args.max_length, args.sft_target, name)
 
         train_dataset = usable_rows(train_dataset, "train_dataset")
-        if isinstance(eval_dataset, dict):
-            eval_dataset = {k: usable_rows(v, k) for k, v in eval_dataset.items()}
-        else:
-            eval_dataset = usable_rows(eval_dataset, "eval_dataset")
+        eval_dataset = each_eval_split(eval_dataset, usable_rows)
         distill = args.distill_loss_weight > 0
         data_collator = data_collator or AuroraCollator(
-            processing_class, aurora_model(model).config.sam_image_size, args.sft_target, with_teacher=distill
+            processing_class, unwrap_aurora_model(model).config.sam_image_size, args.sft_target, with_teacher=distill
         )
         super().__init__(
             model=model,
@@ -163,12 +162,12 @@ class AuroraSFTTrainer(SafeSavingMixin, SFTTrainer):
     def _make_teacher(self, teacher_model):
         """A frozen teacher, or None to use the adapter-disabled policy (PEFT)."""
         if teacher_model is None and self.args.teacher_model_name_or_path:
-            dtype = aurora_model(self.model).dtype  # same precision as the student, not float32 by default
+            dtype = unwrap_aurora_model(self.model).dtype  # same precision as the student, not float32 by default
             teacher_model = AuroraForSegmentation.from_pretrained(self.args.teacher_model_name_or_path, dtype=dtype)
         if teacher_model is None:
             if hasattr(self.model, "disable_adapter"):
                 return None  # the policy with adapters off is the starting checkpoint
-            teacher_model = copy.deepcopy(aurora_model(self.model))
+            teacher_model = copy.deepcopy(unwrap_aurora_model(self.model))
         teacher_model = teacher_model.to(self.accelerator.device).eval()
         teacher_model.requires_grad_(False)
         return teacher_model
@@ -176,7 +175,7 @@ class AuroraSFTTrainer(SafeSavingMixin, SFTTrainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if model.training else "eval"
         extras = {key: inputs.pop(key) for key in EXTRA_KEYS if key in inputs}
-        base = aurora_model(model)
+        base = unwrap_aurora_model(model)
         with backbone_hidden_state(model) as captured:
             result = super().compute_loss(
                 model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
@@ -195,7 +194,7 @@ class AuroraSFTTrainer(SafeSavingMixin, SFTTrainer):
         )
         targets = [gt.to(m.device) for gt, m in zip(extras["gt_masks"], masks)]
         bce, dice = clip_mask_losses(masks, targets)
-        aux = self.args.bce_loss_weight * bce + self.args.dice_loss_weight * dice
+        aux = self.args.mask_loss(bce, dice)
         distill = None
         if self.args.distill_loss_weight > 0:
             distill = seg_distill_loss(seg, self._teacher_seg_embeddings(model, inputs, extras))
@@ -235,7 +234,7 @@ class AuroraSFTTrainer(SafeSavingMixin, SFTTrainer):
         ids, mask = extras["teacher_input_ids"], extras["teacher_attention_mask"]
         # without a teacher of its own, the teacher is the policy with its adapters disabled
         with nullcontext() if self.teacher_model is not None else adapters_disabled(unwrapped):
-            base = aurora_model(teacher)
+            base = unwrap_aurora_model(teacher)
             hidden = base.get_backbone()(input_ids=ids, attention_mask=mask, **multimodal).last_hidden_state
             embeddings = base.seg_embeddings(hidden, ids, mask)[0]
         self.teacher_cache.store(uids, embeddings)

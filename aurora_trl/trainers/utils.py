@@ -2,7 +2,7 @@
 
 from contextlib import contextmanager
 
-from aurora_trl.modeling.modeling_aurora import unwrap_aurora_model as aurora_model
+from aurora_trl.modeling.modeling_aurora import unwrap_aurora_model
 from aurora_trl.modeling.policy import keep_trainable_in_float32
 
 
@@ -20,7 +20,7 @@ def backbone_hidden_state(model):
     def keep(module, args, output):
         captured.setdefault("hidden", output.last_hidden_state)
 
-    hook = aurora_model(model).get_backbone().register_forward_hook(keep)
+    hook = unwrap_aurora_model(model).get_backbone().register_forward_hook(keep)
     try:
         yield captured
     finally:
@@ -39,6 +39,13 @@ def adapters_disabled(model):
     finally:
         for parameter, flag in flags:
             parameter.requires_grad_(flag)
+
+
+def each_eval_split(eval_dataset, transform):
+    """`transform(split, name)` applied to a Trainer's `eval_dataset`, one data set or a dict of named ones."""
+    if isinstance(eval_dataset, dict):
+        return {name: transform(split, name) for name, split in eval_dataset.items()}
+    return transform(eval_dataset, "eval_dataset")
 
 
 def weights_are_sharded(trainer) -> bool:

@@ -25,15 +25,15 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from aurora_trl.apps.visualize import mask_image, overlay_strip, save_overlay_gif
+from aurora_trl.data_row import NUM_FRAMES, SAMPLE_RATE, AudioError, load_waveform, to_model_rate
 from aurora_trl.text import MAX_ANSWER_TOKENS
-from aurora_trl.visualize import mask_image, overlay_strip, save_overlay_gif
 
 
 logger = logging.getLogger(__name__)
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-NUM_FRAMES = 10
 
 
 class InputError(ValueError):
@@ -110,11 +110,9 @@ def load_video(path, num_frames: int = NUM_FRAMES) -> tuple[list[Image.Image], n
 
 def load_audio(path) -> np.ndarray:
     """An audio file (WAV, FLAC, OGG, ...) as a 16 kHz mono float32 waveform."""
-    from data_prep.refavs import BadRow, load_waveform
-
     try:
         return load_waveform(Path(path))
-    except BadRow as err:
+    except AudioError as err:
         raise InputError(str(err)) from None
 
 
@@ -166,24 +164,22 @@ def _import_av():
 
 
 def _video_audio(av, path: Path) -> np.ndarray | None:
-    from data_prep.refavs import BadRow, to_model_rate
-
     with av.open(str(path)) as container:
         if not container.streams.audio:
             return None
         stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=stream.rate or 16000)
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=stream.rate or SAMPLE_RATE)
         chunks = [
             resampled.to_ndarray().reshape(-1)
             for frame in container.decode(audio=0)
             for resampled in resampler.resample(frame)
         ]
-        rate = stream.rate or 16000
+        rate = stream.rate or SAMPLE_RATE
     if not chunks:
         return None
     try:
         return to_model_rate(np.concatenate(chunks), int(rate), f"the sound track of {path.name}")
-    except BadRow as err:
+    except AudioError as err:
         raise InputError(str(err)) from None
 
 

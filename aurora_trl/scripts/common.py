@@ -1,7 +1,7 @@
-"""What every stage's entry point shares: data and model loading, the training policy, and the end of a run.
+"""What every stage script shares: data and model loading, the training policy, the run itself and its end.
 
-Stage modules (`aurora_trl/sft.py`, `aurora_trl/grpo.py`) keep TRL's script shape, `main(script_args, training_args,
-model_args)` + `make_parser()`, and call these.
+Stage scripts (`aurora_trl/scripts/sft.py`, `aurora_trl/scripts/grpo.py`) keep TRL's script shape,
+`main(script_args, training_args, model_args)` + `make_parser()`; their `main` is [`run_stage`] with their trainer.
 """
 
 import os
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from accelerate import PartialState
 from datasets import load_dataset, load_from_disk
+from transformers import set_seed
 from trl import ModelConfig, ScriptArguments, get_quantization_config
 
 from aurora_trl.modeling import AuroraForSegmentation, load_processor
@@ -19,6 +20,9 @@ from aurora_trl.modeling.hub import model_card
 from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy
 from aurora_trl.modeling.processing import DEFAULT_AUDIO_SECONDS, DEFAULT_MAX_PIXELS, bound_processor
 from aurora_trl.reporting import check_report_to
+from aurora_trl.stages import Stage
+from aurora_trl.text import build_prompt
+from aurora_trl.trainers.resume import resume_checkpoint
 
 
 # Each run also writes the full (LoRA-merged) model here, under output_dir: the next stage starts from it.
@@ -78,6 +82,31 @@ def load_data(script_args: AuroraScriptArguments):
     return load_dataset(script_args.dataset_name, script_args.dataset_config)
 
 
+def _comparable(prompt: list[dict]) -> list:
+    """A prompt as (role, [(block type, text)]) whether built or read back from Arrow (which adds `text: None`)."""
+    return [(m["role"], [(b["type"], b.get("text")) for b in m["content"]]) for m in prompt]
+
+
+def check_prompts(dataset, name: str) -> None:
+    """Refuse a split whose stored `prompt` column is not what `aurora_trl.text.build_prompt` makes of each row.
+
+    Training builds every prompt with `build_prompt`, as inference does; the column is stored for TRL's GRPO, which
+    reads it. A data set built when the prompt was another would train on one prompt and show TRL another.
+    """
+    if dataset is None or "prompt" not in dataset.column_names:
+        return
+    import pyarrow.compute as pc
+
+    frames = pc.list_value_length(dataset.with_format("arrow")[:]["images"]).to_pylist()
+    rows = zip(dataset["uid"], dataset["expression"], frames, dataset["prompt"])
+    stale = [uid for uid, text, n, stored in rows if _comparable(stored) != _comparable(build_prompt(text, n))]
+    if stale:
+        raise ValueError(
+            f"{name}: {len(stale)} of {len(dataset)} rows store another prompt than this version builds (first: "
+            f"{stale[0]}); the data set was built by an earlier version. Rebuild it with `aurora-trl data build`."
+        )
+
+
 def load_model(script_args: AuroraScriptArguments, model_args: ModelConfig, trust_remote_code: bool = False):
     """An AURORA checkpoint as it is, or a base Omni checkpoint extended with `[SEG]`, the projector and SAM.
 
@@ -98,11 +127,27 @@ def load_model(script_args: AuroraScriptArguments, model_args: ModelConfig, trus
         load_processor(path, trust_remote_code=trust_remote_code), script_args.max_pixels, script_args.audio_seconds
     )
     if config.model_type == AuroraForSegmentation.config_class.model_type:
+        check_base_only_options(script_args, config, path)
         return AuroraForSegmentation.from_pretrained(path, **kwargs), processor
     overrides = {"sam_image_size": script_args.sam_image_size} if script_args.sam_image_size else None
     return AuroraForSegmentation.from_base(
         path, processor, sam_checkpoint=script_args.sam_checkpoint, config_overrides=overrides, **kwargs
     )
+
+
+def check_base_only_options(script_args: AuroraScriptArguments, config, path) -> None:
+    """Refuse the options that only take effect when a model is built from a base checkpoint, given with a model
+    that is already AURORA's: its SAM weights and input size come from its own checkpoint."""
+    ignored = []
+    if script_args.sam_checkpoint is not None:
+        ignored.append(f"sam_checkpoint {script_args.sam_checkpoint}")
+    if script_args.sam_image_size not in (None, config.sam_image_size):
+        ignored.append(f"sam_image_size {script_args.sam_image_size} (its SAM runs at {config.sam_image_size} px)")
+    if ignored:
+        raise ValueError(
+            f"{path} is already an AURORA model, so {' and '.join(ignored)} cannot take effect: these build a model "
+            "from a base checkpoint. Leave them out, or start from the base checkpoint."
+        )
 
 
 def training_policy(model_args: ModelConfig, training_args=None, token_rows: str = "seg") -> TrainingPolicy:
@@ -181,12 +226,34 @@ def prepare_run(script_args: AuroraScriptArguments, training_args, model_args: M
         check_output_dir(training_args.output_dir)
     dataset = load_data(script_args)
     train = dataset[script_args.dataset_train_split]
+    check_prompts(train, script_args.dataset_train_split)
     if script_args.max_train_samples:
         train = train.select(range(min(script_args.max_train_samples, len(train))))
     evaluate = training_args.eval_strategy != "no" and script_args.dataset_test_split in dataset
+    evaluation = dataset[script_args.dataset_test_split] if evaluate else None
+    check_prompts(evaluation, script_args.dataset_test_split)
     model, processor = load_model(script_args, model_args, getattr(training_args, "trust_remote_code", False))
     model = apply_training_policy(model, training_policy(model_args, training_args, script_args.token_rows))
-    return train, dataset[script_args.dataset_test_split] if evaluate else None, model, processor
+    return train, evaluation, model, processor
+
+
+def run_stage(trainer_class, stage: Stage, script_args, training_args, model_args, callbacks=None, **trainer_kwargs):
+    """What each stage script's `main` does: load the data and the model, train (resuming only from a complete
+    checkpoint), and finish the run ([`finish_run`]); returns the trainer."""
+    set_seed(training_args.seed)  # prepare_run draws LoRA's A matrices, before the Trainer seeds
+    train, evaluation, model, processor = prepare_run(script_args, training_args, model_args)
+    trainer = trainer_class(
+        model=model,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        processing_class=processor,
+        callbacks=callbacks,
+        **trainer_kwargs,
+    )
+    trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
+    finish_run(trainer, processor, script_args, training_args, stage)
+    return trainer
 
 
 def last_eval_metrics(log_history: list[dict]) -> dict | None:
@@ -197,7 +264,9 @@ def last_eval_metrics(log_history: list[dict]) -> dict | None:
     return None
 
 
-def save_merged(model, processor, out_dir: str, stage: str, datasets=None, metrics=None, dtype=None, is_main=True):
+def save_merged(
+    model, processor, out_dir: str, stage: Stage | str, datasets=None, metrics=None, dtype=None, is_main=True
+):
     """The full model, LoRA and token rows merged, dequantised and gathered, with its processor and model card: what
     the next stage starts from (see `aurora_trl.modeling.export`). Every process calls this (sharded weights are
     gathered together); the main process writes.
@@ -212,7 +281,7 @@ def save_merged(model, processor, out_dir: str, stage: str, datasets=None, metri
     (Path(out_dir) / "README.md").write_text(card, encoding="utf-8")
 
 
-def finish_run(trainer, processor, script_args, training_args, stage: str) -> None:
+def finish_run(trainer, processor, script_args, training_args, stage: Stage) -> None:
     """Save the adapter (as TRL does), the log, the processor and the merged model with its card; push if asked."""
     trainer.save_model(training_args.output_dir)
     trainer.save_state()  # trainer_state.json: the log history, next to the model

@@ -12,16 +12,14 @@ Every row gets exactly one line, flushed as soon as it is generated; a rerun ski
 a killed run resumes where it stopped.
 """
 
-import io
 import json
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
 from tqdm.auto import tqdm
 
+from aurora_trl.data_row import decode_audio
 from aurora_trl.text import (
     MAX_ANSWER_TOKENS,
     cot_generation_prompt,
@@ -40,11 +38,6 @@ def judge_cot(text: str, class_name: str) -> str | None:
     if not names_class(named, class_name):
         return f"answer names {named!r}, ground truth is {class_name!r}"
     return None
-
-
-def decode_audio(wav_bytes: bytes) -> np.ndarray:
-    wave, _ = sf.read(io.BytesIO(wav_bytes), dtype="float32")
-    return wave
 
 
 def prepare_output(path: Path) -> set[str]:

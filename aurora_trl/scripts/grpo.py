@@ -3,23 +3,24 @@
     accelerate launch recipes/grpo.yaml                      # the recipe is also a Python file (recipes/README.md)
     aurora-trl train recipes/grpo.yaml --learning_rate 5e-6  # the same, with the recipe's `accelerate:` settings
     python recipes/tiny/grpo.yaml                            # one process, no accelerate
-    python -m aurora_trl.grpo --config recipes/tiny/grpo.yaml # the same, TRL's script style
+    python -m aurora_trl.scripts.grpo --config recipes/tiny/grpo.yaml # the same, TRL's script style
 
 Options: [`AuroraGRPOScriptArguments`] (data set, SAM, reward names), [`AuroraGRPOConfig`] (TRL's GRPO options,
 `reward_weights`, mask-loss weights) and TRL's `ModelConfig` (model path, dtype, LoRA, 4-bit loading).
 """
 
 import importlib
+import sys
 from dataclasses import dataclass, field
 
-from transformers import set_seed
 from trl import ModelConfig, TrlParser
 
 from aurora_trl.rewards import REWARD_FUNCS
-from aurora_trl.script_utils import AuroraScriptArguments, finish_run, prepare_run
+from aurora_trl.scripts import launch
+from aurora_trl.scripts.common import AuroraScriptArguments, run_stage
+from aurora_trl.stages import BY_KEY
 from aurora_trl.trainers.grpo_config import AuroraGRPOConfig
 from aurora_trl.trainers.grpo_trainer import AURORA_REWARDS, AuroraGRPOTrainer
-from aurora_trl.trainers.resume import resume_checkpoint
 
 
 @dataclass
@@ -31,6 +32,10 @@ class AuroraGRPOScriptArguments(AuroraScriptArguments):
             "Weights: `reward_weights`, in the same order."
         },
     )
+
+
+# The trainer this script runs; `aurora_trl.stages` names it for its stage.
+TRAINER = AuroraGRPOTrainer
 
 
 def reward_functions(names: list[str]) -> list:
@@ -50,32 +55,19 @@ def reward_functions(names: list[str]) -> list:
 def main(
     script_args: AuroraGRPOScriptArguments, training_args: AuroraGRPOConfig, model_args: ModelConfig, callbacks=None
 ):
-    set_seed(training_args.seed)  # prepare_run draws LoRA's A matrices, before the Trainer seeds
-    train, evaluation, model, processor = prepare_run(script_args, training_args, model_args)
-    trainer = AuroraGRPOTrainer(
-        model=model,
-        reward_funcs=reward_functions(script_args.reward_funcs),
-        args=training_args,
-        train_dataset=train,
-        eval_dataset=evaluation,
-        processing_class=processor,
-        callbacks=callbacks,
-    )
-    trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))  # never a half-written one
-    finish_run(trainer, processor, script_args, training_args, "grpo")
-    return trainer
+    rewards = reward_functions(script_args.reward_funcs)
+    stage = BY_KEY["grpo"]
+    return run_stage(TRAINER, stage, script_args, training_args, model_args, callbacks, reward_funcs=rewards)
 
 
-def make_parser(subparsers=None) -> TrlParser:
-    dataclass_types = (AuroraGRPOScriptArguments, AuroraGRPOConfig, ModelConfig)
-    if subparsers is not None:
-        return subparsers.add_parser("grpo", help="AURORA Stage 3 (GRPO)", dataclass_types=dataclass_types)
-    return TrlParser(dataclass_types)
+def make_parser() -> TrlParser:
+    return TrlParser((AuroraGRPOScriptArguments, AuroraGRPOConfig, ModelConfig))
+
+
+def run_recipe(path, argv: list[str] | None = None):
+    """What a recipe's last line calls: [`launch.run_recipe`] with this script."""
+    return launch.run_recipe(path, main, make_parser, argv)
 
 
 if __name__ == "__main__":
-    import sys
-
-    from aurora_trl.launch import script_main
-
-    script_main(sys.argv[1:])
+    launch.run_script(sys.argv[1:], main, make_parser)

@@ -20,10 +20,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from aurora_trl.apps.visualize import overlay_strip
+from aurora_trl.data_row import decode_audio, mask_tensor
 from aurora_trl.metrics import REFAVS_BATCH_CLIPS, REFAVS_J_THRESHOLD, evaluate_clips, f_measure, mask_iou, null_s
 from aurora_trl.rewards import class_reward, reasoning_reward
 from aurora_trl.text import MAX_ANSWER_TOKENS
-from aurora_trl.visualize import overlay_strip
 
 
 SPLIT_NAMES = {"test_s": "Seen", "test_u": "Unseen", "test_n": "Null"}
@@ -31,8 +32,6 @@ SPLIT_NAMES = {"test_s": "Seen", "test_u": "Unseen", "test_n": "Null"}
 
 def predict_split(model, processor, rows, max_new_tokens: int) -> list[dict]:
     """Reasoning text, mask logits and ground truth of each row, generated as one batch."""
-    from aurora_trl.trainers.collator import decode_audio, mask_tensor
-
     clips = [
         ([img.convert("RGB") for img in row["images"]], decode_audio(row["audio"]), row["expression"]) for row in rows
     ]

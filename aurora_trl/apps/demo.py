@@ -5,7 +5,7 @@
 A person uploads the frames (several image files, taken in natural name order) or a video, the audio (optional:
 the video's sound track is used when none is given) and an expression, and sees the model's reasoning, the masks
 over the frames (a strip, an animated GIF and one image per frame) and a zip of what `aurora-trl predict` writes.
-Input is read and checked by `aurora_trl.predict`, so the page and the command line accept the same clips and give
+Input is read and checked by `aurora_trl.apps.predict`, so the page and the command line accept the same clips and give
 the same messages; a bad input shows its message in the page, not a traceback.
 
 Needs Gradio: `pip install "aurora-trl[demo]"` (which also brings PyAV for videos). Gradio's usage analytics are off
@@ -19,7 +19,7 @@ import tempfile
 import weakref
 from pathlib import Path
 
-from aurora_trl.predict import (
+from aurora_trl.apps.predict import (
     IMAGE_SUFFIXES,
     NUM_FRAMES,
     InputError,
@@ -29,8 +29,8 @@ from aurora_trl.predict import (
     load_video,
     predict_clip,
 )
+from aurora_trl.apps.visualize import overlay_frames
 from aurora_trl.text import MAX_ANSWER_TOKENS
-from aurora_trl.visualize import overlay_frames
 
 
 INSTRUCTIONS = """# AURORA: referring audio-visual segmentation

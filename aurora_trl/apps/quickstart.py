@@ -24,15 +24,12 @@ import sys
 import time
 from pathlib import Path
 
+from aurora_trl.stages import STAGES
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "tiny"
-# (row label, recipe, output_dir in the recipe): the order is the training order, each stage starting from the last.
-STAGES = [
-    ("Stage 0: teacher", "teacher.yaml", "runs/tiny-teacher"),
-    ("Stage 1: CoT SFT + distillation", "sft.yaml", "runs/tiny-sft"),
-    ("Stage 2: reflective SFT", "reflect.yaml", "runs/tiny-reflect"),
-    ("Stage 3: GRPO", "grpo.yaml", "runs/tiny-grpo"),
-]
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "tiny"
+# Each stage's tiny recipe writes to runs/tiny-{key} and starts from the previous stage's merged model there.
+STAGE_RUNS = {stage.label: f"runs/tiny-{stage.key}" for stage in STAGES}
 UNTRAINED = "untrained"
 TINY_SAM_SIZE = 128
 # Clips generated at once: a tiny model's answers are short, and a batch of 16 keeps scoring a few seconds a split.
@@ -43,7 +40,7 @@ COLUMNS += [("test_u", "F", "Unseen F"), ("test_n", "S", "Null S ↓")]
 
 def prepare_inputs(out: Path, clips: int, seed: int) -> None:
     """The synthetic data set and the tiny model, where the tiny recipes look for them."""
-    from aurora_trl.modeling.tiny import corpus_from_dataset, save_tiny_model
+    from aurora_trl.tiny import corpus_from_dataset, save_tiny_model
     from data_prep.build import build_dataset
     from data_prep.synth import write_synthetic_refavs
 
@@ -60,16 +57,16 @@ def prepare_inputs(out: Path, clips: int, seed: int) -> None:
 
 
 def recipe_steps(recipe: Path) -> int:
-    from aurora_trl.launch import read_recipe
+    from aurora_trl.scripts.launch import read_recipe
 
-    return int(read_recipe(recipe)[2]["max_steps"])
+    return int(read_recipe(recipe)[1]["max_steps"])
 
 
 def train_stage(out: Path, recipe: Path, steps_scale: float, seed: int = 0, options: tuple[str, ...] = ()) -> float:
     """Run one recipe in a child process (as `python recipe.yaml` would), in `out`, with the training seed `seed` and
     any further `options` (flags that override the recipe); returns its seconds."""
     steps = max(1, math.ceil(recipe_steps(recipe) * steps_scale))
-    command = [sys.executable, "-m", "aurora_trl.launch", str(recipe), "--max_steps", str(steps), "--seed", str(seed)]
+    command = [sys.executable, str(recipe), "--max_steps", str(steps), "--seed", str(seed)]
     start = time.perf_counter()
     # The child prints the Trainer's progress bar and logs to this terminal: that is the progress a user sees.
     subprocess.run([*command, *options], cwd=out, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -77,7 +74,7 @@ def train_stage(out: Path, recipe: Path, steps_scale: float, seed: int = 0, opti
 
 
 def score(model_dir: Path, dataset, out: Path, limit: int, max_new_tokens: int) -> dict:
-    from aurora_trl.evaluate import evaluate
+    from aurora_trl.apps.evaluate import evaluate
     from aurora_trl.modeling import AuroraForSegmentation, load_processor
 
     model = AuroraForSegmentation.from_pretrained(model_dir).eval()
@@ -136,7 +133,7 @@ def run_quickstart(
     `out`."""
     from datasets import load_from_disk
 
-    from aurora_trl.curves import plot_training_curves
+    from aurora_trl.apps.curves import plot_training_curves
 
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -148,7 +145,8 @@ def run_quickstart(
         UNTRAINED: score(out / "models" / "tiny", dataset, out / "eval" / UNTRAINED, eval_limit, max_new_tokens)
     }
     timings = {}
-    for number, (label, recipe, run_dir) in enumerate(STAGES, start=1):
+    for number, stage in enumerate(STAGES, start=1):
+        label, recipe, run_dir = stage.label, stage.recipe, STAGE_RUNS[stage.label]
         say(f"[{number}/{len(STAGES)}] {label}: {recipes / recipe}")
         timings[label] = train_stage(out, recipes / recipe, steps_scale, seed)
         say(f"[eval] {label}")
@@ -156,7 +154,7 @@ def run_quickstart(
             out / run_dir / "merged", dataset, out / "eval" / Path(run_dir).name, eval_limit, max_new_tokens
         )
         (out / "results.md").write_text(results_table(results), encoding="utf-8")  # complete after every stage
-    runs = {label: out / run_dir for label, _, run_dir in STAGES}
+    runs = {label: out / run_dir for label, run_dir in STAGE_RUNS.items()}
     plot_training_curves(runs, out / "curves.png")
     summary = {"results": results, "train_seconds": timings, "steps_scale": steps_scale, "eval_limit": eval_limit}
     (out / "results.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
@@ -208,7 +206,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     recipes = Path(args.recipes)
-    missing = [r for _, r, _ in STAGES if not (recipes / r).is_file()]
+    missing = [stage.recipe for stage in STAGES if not (recipes / stage.recipe).is_file()]
     if missing:
         print(f"error: {recipes} lacks {', '.join(missing)} (run from a source checkout, or pass --recipes)")
         return 2

@@ -22,8 +22,8 @@ from transformers import (
     WhisperFeatureExtractor,
 )
 
-from ..text import ANSWER_SUFFIX, SEG_TOKEN, SYSTEM_PROMPT, USER_TEMPLATE, format_cot
-from .processing import OmniProcessorNoVideo
+from aurora_trl.modeling.processing import OmniProcessorNoVideo
+from aurora_trl.text import ANSWER_SUFFIX, SEG_TOKEN, SYSTEM_PROMPT, USER_TEMPLATE, format_cot
 
 
 # Named Omni markers: the processor reads them as tokenizer attributes (`tok.image_token`, ...).
@@ -284,9 +284,9 @@ def build_tiny_model(seed: int = 0, sam_image_size: int = 64, processor=None, co
         corpus (`list[str]`, *optional*):
             Domain texts for a new processor's tokenizer ([`build_tiny_tokenizer`]).
     """
-    from .configuration_aurora import AuroraConfig
-    from .modeling_aurora import AuroraForSegmentation
-    from .tokens import add_seg_token
+    from aurora_trl.modeling.configuration_aurora import AuroraConfig
+    from aurora_trl.modeling.modeling_aurora import AuroraForSegmentation
+    from aurora_trl.modeling.tokens import add_seg_token
 
     processor = processor if processor is not None else build_tiny_processor(with_seg=True, corpus=corpus)
     seg_token_id = add_seg_token(processor.tokenizer)
