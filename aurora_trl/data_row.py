@@ -33,14 +33,30 @@ FEATURES = Features(
         "class_name": Value("string"),
         "is_null": Value("bool"),
         "expression": Value("string"),
-        "images": List(Image()),  # the clip's frames, JPEG bytes as in the source
-        "audio": Value("binary"),  # 16 kHz mono 16-bit WAV bytes
-        "masks": List(Image()),  # one 0/255 PNG per frame; all zero for null rows
-        "reasoning": Value("string"),  # Stage-1 CoT path; "" when the row has none
-        "reflective": Value("string"),  # Stage-2 reflective path; "" when the row has none
-        "prompt": PROMPT_FEATURE,  # aurora_trl.text.build_prompt of the expression: what TRL's GRPO reads
+        "images": List(Image()),
+        "audio": Value("binary"),
+        "masks": List(Image()),
+        "reasoning": Value("string"),
+        "reflective": Value("string"),
+        "prompt": PROMPT_FEATURE,
     }
 )
+# What each column holds (the data set card's schema table).
+COLUMN_DOCS = {
+    "uid": "Ref-AVS uid (`{vid}_{class}_{k}`), unique in the data set",
+    "vid": "video id",
+    "split": "train, val, test_s, test_u or test_n",
+    "fid": "object id: the `gt_mask/{vid}/fid_{fid}` folder",
+    "class_name": "class from the uid; `null` for null rows",
+    "is_null": "the expression refers to nothing in the clip",
+    "expression": "referring expression, whitespace normalised",
+    "images": "the clip's frames, JPEG bytes as in the source",
+    "audio": "16 kHz mono 16-bit WAV bytes",
+    "masks": "one 0/255 PNG per frame, frame-sized; all zero for null rows",
+    "reasoning": 'Stage-1 CoT path; "" when the row has none',
+    "reflective": 'Stage-2 reflective path; "" when the row has none',
+    "prompt": "`aurora_trl.text.build_prompt` of the expression: what TRL's GRPO reads",
+}
 
 
 class AudioError(ValueError):

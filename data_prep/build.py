@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from aurora_trl.data_row import FEATURES
 from aurora_trl.text import build_prompt
+from data_prep.card import dataset_card, skip_reasons
 from data_prep.dumps import STAGE1_FIELDS, STAGE2_FIELDS, Dump, DumpError, read_dump
 from data_prep.refavs import SPLITS, BadRow, ClipReader, MetadataError, Row, read_metadata
 
@@ -129,8 +130,19 @@ def build_dataset(refavs_root, out, stage1=None, stage2=None, num_proc: int = 1,
     (out / "build_report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     report["skipped"] = skipped
     report["dump_problem_records"] = dump_problems
+    command = build_command(refavs_root, out, stage1, stage2, num_frames)
+    (out / "README.md").write_text(dataset_card(report, command), encoding="utf-8")
     report["dataset"] = dataset
     return report
+
+
+def build_command(refavs_root, out, stage1=None, stage2=None, num_frames: int = 10) -> str:
+    """The `aurora-trl data build` command line that makes this data set (for its card)."""
+    parts = ["aurora-trl data build", f"--refavs-root {refavs_root}", f"--out {out}"]
+    parts += [f"--{name} {path}" for name, path in (("stage1", stage1), ("stage2", stage2)) if path]
+    if num_frames != 10:
+        parts.append(f"--num-frames {num_frames}")
+    return " ".join(parts)
 
 
 def _read_dump_against(path, fields, source: str, known_uids: set[str]) -> Dump:
@@ -234,7 +246,8 @@ def run(args) -> int:
     print_report(report)
     problems = report["skipped"] + report["dump_problem_records"]
     if args.push_to_hub:
-        report["dataset"].push_to_hub(args.push_to_hub, private=args.private or None)
+        command = build_command(args.refavs_root, args.out, args.stage1, args.stage2, args.num_frames)
+        push_with_card(report, command, args.push_to_hub, args.private)
         print(f"pushed to https://huggingface.co/datasets/{args.push_to_hub}")
     if args.strict and problems:
         print(f"error (--strict): {len(problems)} skipped row(s) or dump record(s):", file=sys.stderr)
@@ -246,6 +259,18 @@ def run(args) -> int:
     return 0
 
 
+def push_with_card(report: dict, command: str, repo_id: str, private: bool = False) -> None:
+    """Push the built data set with `datasets`, then replace the generic card it writes with this build's own."""
+    from huggingface_hub import HfApi
+
+    dataset = report["dataset"]
+    dataset.push_to_hub(repo_id, private=private or None)
+    card = dataset_card(report, command, pushed_splits=[name for name, split in dataset.items() if len(split)])
+    HfApi().upload_file(
+        path_or_fileobj=card.encode("utf-8"), path_in_repo="README.md", repo_id=repo_id, repo_type="dataset"
+    )
+
+
 def print_report(report: dict) -> None:
     print(f"{'split':<8} {'in':>7} {'out':>7} {'skipped':>8}")
     for name, c in report["splits"].items():
@@ -254,9 +279,5 @@ def print_report(report: dict) -> None:
     print(f"{'total':<8} {total['in']:>7} = {total['out']:>5} + {total['skipped']:>7}")
     if report["dump_problems"]:
         print(f"dump records not used: {report['dump_problems']} (see skipped.jsonl)")
-    reasons = {}
-    for record in report["skipped"] + report["dump_problem_records"]:
-        key = record["reason"].split(":")[0].split(" (")[0]
-        reasons[key] = reasons.get(key, 0) + 1
-    for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
+    for reason, n in skip_reasons(report["skipped"] + report["dump_problem_records"]).most_common():
         print(f"  {n:>6}  {reason}")

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from datasets import load_dataset, load_from_disk
-from huggingface_hub import CommitOperationAdd
+from huggingface_hub import CommitOperationAdd, DatasetCard
 from PIL import Image
 
 from aurora_trl.cli import main as cli_main
@@ -146,6 +146,9 @@ def test_push_to_hub_uploads_every_split(synth_root, tmp_path, monkeypatch):
                     self._write(repo_id, op)
             return SimpleNamespace(commit_url="local", oid="1" * 40, pr_url=None)
 
+        def upload_file(self, path_or_fileobj, path_in_repo, repo_id, **kwargs):
+            self._write(repo_id, CommitOperationAdd(path_in_repo=path_in_repo, path_or_fileobj=path_or_fileobj))
+
         @staticmethod
         def _write(repo_id, op):
             target = uploaded / repo_id / op.path_in_repo
@@ -155,6 +158,7 @@ def test_push_to_hub_uploads_every_split(synth_root, tmp_path, monkeypatch):
 
     monkeypatch.setattr("datasets.dataset_dict.HfApi", LocalHub)
     monkeypatch.setattr("datasets.arrow_dataset.HfApi", LocalHub)
+    monkeypatch.setattr("huggingface_hub.HfApi", LocalHub)
     monkeypatch.setattr(
         "datasets.dataset_dict.HfFileSystem", lambda **kw: fsspec.implementations.memory.MemoryFileSystem()
     )
@@ -179,6 +183,16 @@ def test_push_to_hub_uploads_every_split(synth_root, tmp_path, monkeypatch):
         assert sorted(pushed[split]["uid"]) == sorted(local[split]["uid"])
     example = pushed["train"][0]
     assert len(example["images"]) == 10 and example["images"][0].size == (48, 48)
+
+    # The card is the build's own, and its metadata maps the splits: the repo loads as it is, split names included.
+    card = DatasetCard.load(repo / "README.md")
+    assert card.data.license == "other" and card.data.license_link == "https://github.com/GeWu-Lab/Ref-AVS"
+    assert "referring-segmentation" in card.data.tags and "## Rows left out" in card.text
+    assert f"--refavs-root {synth_root}" in card.text
+    from_repo = load_dataset(str(repo))
+    assert {split: len(rows) for split, rows in from_repo.items()} == {
+        s: len(local[s]) for s in local if len(local[s])
+    }
 
 
 def test_splits_without_rows_are_written_and_load_empty(tmp_path):

@@ -183,3 +183,25 @@ def test_resampled_stereo_audio_is_normalised(tmp_path):
     sf.write(tmp_path / "a.wav", wave, 44100)
     out, rate = sf.read(__import__("io").BytesIO(read_audio(tmp_path / "a.wav")))
     assert rate == 16000 and out.ndim == 1 and len(out) == 32000
+
+
+def test_the_card_beside_the_data_counts_the_left_out_rows_by_reason(damaged):
+    """`OUT/README.md` is the data set card: metadata huggingface_hub's own parser reads, the split sizes, every
+    left-out row counted under its reason, the schema and the build command."""
+    from huggingface_hub import DatasetCard
+
+    from aurora_trl.data_row import FEATURES
+    from data_prep.card import skip_reasons
+
+    card = DatasetCard.load(damaged["out"] / "README.md")
+    assert card.data.license == "other" and card.data.task_categories == ["image-segmentation"]
+    assert all(" " not in tag and ":" not in tag for tag in card.data.tags)
+    report = json.loads((damaged["out"] / "build_report.json").read_text())
+    for split, counts in report["splits"].items():
+        assert f"| {split} | {counts['in']} | {counts['out']} | {counts['skipped']} |" in card.text
+    reasons = skip_reasons(damaged["skipped"])
+    assert sum(reasons.values()) == len(damaged["skipped"]) > 0
+    for reason, n in reasons.items():
+        assert f"| {reason} | {n} |" in card.text
+    assert all(f"| `{column}` |" in card.text for column in FEATURES)
+    assert f"aurora-trl data build --refavs-root {damaged['root']}" in card.text

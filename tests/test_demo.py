@@ -89,10 +89,10 @@ def test_handler_returns_reasoning_overlays_and_zip(gr, model_and_processor, cli
     assert "[SEG]" in text
     assert status.startswith("10 frames of 64×48, with audio")
     with Image.open(strip) as image:
-        assert image.size == (10 * 64, 48)
+        assert image.size == (10 * 6 * 64, 6 * 48)  # shown 6x: a shorter side of at least 256 px
     with Image.open(gif) as image:
         assert image.n_frames == 10
-    assert len(gallery) == 10 and gallery[0][0].size == (64, 48) and gallery[9][1] == "frame 9"
+    assert len(gallery) == 10 and gallery[0][0].size == (6 * 64, 6 * 48) and gallery[9][1] == "frame 9"
     names = set(zipfile.ZipFile(archive).namelist())
     assert {"reasoning.txt", "overlay.png", "overlay.gif", "prediction.json", "masks/09.png"} <= names
 
@@ -196,10 +196,10 @@ def chromium():
     return path
 
 
-def test_page_in_headless_chromium(chromium, gr, model_and_processor, clip_files):
+def test_page_in_headless_chromium(chromium, gr, model_and_processor, clip_files, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    from aurora_trl.apps.demo import build_demo
+    from aurora_trl.apps.demo import build_demo, write_example_clip
 
     demo = build_demo(*model_and_processor, max_new_tokens=4)
     port = free_port()
@@ -230,8 +230,15 @@ def test_page_in_headless_chromium(chromium, gr, model_and_processor, clip_files
             image = page.locator("#overlay img").first
             expect(image).to_be_visible()
             page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
-            assert image.evaluate("img => img.naturalWidth") == 10 * 64
+            assert image.evaluate("img => img.naturalWidth") == 10 * 6 * 64  # 48-px frames shown 6x: 288 px high
             expect(page.locator("#gallery img")).to_have_count(10)
+
+            # The page says which model it serves, and its example clip runs with one click.
+            expect(page.locator("#model-name")).to_contain_text(str(model_and_processor[0].name_or_path))
+            _, _, example_expression = write_example_clip(tmp_path / "example")
+            page.locator("#examples").get_by_text(example_expression).first.click()
+            expect(page.locator("#status")).to_contain_text("10 frames of 96×96, with audio", timeout=120_000)
+            expect(page.locator("#expression textarea")).to_have_value(example_expression)
             browser.close()
     finally:
         demo.close()

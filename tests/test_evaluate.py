@@ -2,17 +2,20 @@
 
 import csv
 import json
+import shutil
 
 from aurora_trl.cli import main as cli_main
 
 
 def test_eval_writes_metrics_table_csv_and_overlays(tiny_aurora_dir, synth_dataset, tmp_path, capsys):
     out = tmp_path / "eval"
+    model_dir = tmp_path / "model"  # eval leaves its metrics in the model's folder: a copy, not the shared one
+    shutil.copytree(tiny_aurora_dir, model_dir)
     rc = cli_main(
         [
             "eval",
             "--model",
-            str(tiny_aurora_dir),
+            str(model_dir),
             "--data",
             str(synth_dataset),
             "--out",
@@ -26,6 +29,7 @@ def test_eval_writes_metrics_table_csv_and_overlays(tiny_aurora_dir, synth_datas
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["protocol"] == "refavs"
+    assert json.loads((model_dir / "eval_results.json").read_text()) == metrics  # for the card of a later push
     for split in ("test_s", "test_u", "mix"):
         assert 0.0 <= metrics[split]["J"] <= 1.0 and 0.0 <= metrics[split]["F"] <= 1.0
     assert 0.0 <= metrics["test_n"]["S"] <= 1.0 and metrics["mix"]["clips"] == 6

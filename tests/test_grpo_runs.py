@@ -89,9 +89,9 @@ def test_grpo_push_to_hub_sends_the_model_with_its_card(synth_dataset, tiny_auro
         ModelConfig(model_name_or_path=str(tiny_aurora_dir), use_peft=True),
     )
     repo = tmp_path / "hub" / "me" / "aurora-tiny-grpo"
-    assert (repo / "adapter_model.safetensors").is_file()
-    assert "grpo" in (repo / "merged" / "README.md").read_text().lower()
-    AuroraForSegmentation.from_pretrained(repo / "merged")
+    assert not (repo / "adapter_model.safetensors").exists()  # the root is the merged model, not the adapter
+    assert "aurora-grpo" in (repo / "README.md").read_text() and any(repo.glob("model*.safetensors"))
+    AuroraForSegmentation.from_pretrained(repo)
 
 
 def test_aurora_trl_train_runs_the_grpo_recipe(synth_dataset, tiny_aurora_dir, tmp_path):

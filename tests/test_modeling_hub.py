@@ -1,6 +1,7 @@
 """push_to_hub with the Hub client replaced by a local folder: model card + the whole model, loadable again."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -51,7 +52,7 @@ def test_push_to_hub_uploads_card_and_loadable_model(tiny_aurora, tmp_path, monk
 def test_model_card_without_metrics_or_stage(tiny_aurora):
     model, _ = tiny_aurora
     card = model_card(model)
-    assert "Not evaluated yet." in card and "| stage | unknown |" in card
+    assert "Not evaluated" in card and "| stage | unknown |" in card
 
 
 def test_model_card_takes_its_stage_from_the_registry(tiny_aurora):
@@ -60,3 +61,26 @@ def test_model_card_takes_its_stage_from_the_registry(tiny_aurora):
     assert f"- {BY_KEY['reflect'].hub_tag}" in card and BY_KEY["reflect"].label in card
     with pytest.raises(ValueError, match="unknown stage 'crst'"):
         model_card(model, stage="crst")
+
+
+def test_a_push_after_eval_carries_the_benchmark_metrics(tiny_aurora, tmp_path, monkeypatch):
+    """The card of a model pushed after `aurora-trl eval` shows J, F and null S of that eval (Ref-AVS protocol)."""
+    import json
+
+    from aurora_trl.modeling.hub import benchmark_metrics, push_to_hub
+
+    model, processor = tiny_aurora
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    results = {"protocol": "refavs", "test_s": {"J": 0.5, "F": 0.6, "clips": 4}, "test_n": {"S": 0.1, "clips": 2}}
+    (folder / "eval_results.json").write_text(json.dumps(results))
+    uploaded = {}
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, *a, **kw: None)
+    monkeypatch.setattr(
+        HfApi,
+        "upload_folder",
+        lambda self, folder_path, **kw: uploaded.update(card=(Path(folder_path) / "README.md").read_text()),
+    )
+    push_to_hub(AuroraForSegmentation.from_pretrained(folder), "me/evaluated", processor=processor)
+    assert "| test_s/J | 0.5000 |" in uploaded["card"] and "| test_n/S | 0.1000 |" in uploaded["card"]
+    assert benchmark_metrics({**results, "protocol": "aurora"}) == {}  # AURORA's variant is not the benchmark's

@@ -60,10 +60,10 @@ def test_predict_from_frames_writes_every_file(tiny_aurora_dir, tiny_clip, tmp_p
     for mask in masks:
         image = Image.open(mask)
         assert image.size == (64, 48) and set(np.unique(np.asarray(image))) <= {0, 255}
-    strip = Image.open(out / "overlay.png")
-    assert strip.height == 48 and strip.width == 10 * 64
+    strip = Image.open(out / "overlay.png")  # 48-px frames upscaled 6x: a shorter side of at least 256 px
+    assert strip.height == 6 * 48 and strip.width == 10 * 6 * 64
     gif = Image.open(out / "overlay.gif")
-    assert gif.n_frames == 10 and gif.size == (64, 48)
+    assert gif.n_frames == 10 and gif.size == (6 * 64, 6 * 48)
     summary = json.loads((out / "prediction.json").read_text())
     assert summary["expression"] == "the dog" and summary["answer"] == text and len(summary["mask_area"]) == 10
     # The mask PNGs are the model's masks: their foreground share is the reported area.

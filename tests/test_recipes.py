@@ -91,6 +91,22 @@ def test_each_script_module_is_the_one_its_recipes_name():
     assert BY_KEY["grpo"].script == grpo.__name__
 
 
+def test_accelerate_files_are_read_from_the_recipe_folder(tmp_path):
+    settings = {"config_file": "accelerate/ddp.yaml", "num_processes": 2}
+    assert accelerate_flags(settings, tmp_path / "recipes") == [
+        "--config_file",
+        str(tmp_path / "recipes" / "accelerate" / "ddp.yaml"),
+        "--num_processes",
+        "2",
+    ]
+    assert accelerate_flags({"config_file": "/abs/ddp.yaml"}, tmp_path) == ["--config_file", "/abs/ddp.yaml"]
+    for recipe in RECIPES:  # every shipped recipe's accelerate files exist, wherever it is launched from
+        settings, _ = read_recipe(recipe)
+        flags = accelerate_flags(settings, recipe.parent)
+        files = [Path(flags[i + 1]) for i, flag in enumerate(flags) if flag == "--config_file"]
+        assert all(file.is_file() for file in files), (recipe, files)
+
+
 def test_accelerate_block_becomes_flags():
     assert accelerate_flags({"num_processes": 2, "multi_gpu": True, "mixed_precision": "no", "cpu": False}) == [
         "--num_processes",

@@ -1,6 +1,7 @@
 """Resume, Hub push and TensorBoard logging of the supervised stages."""
 
 import pytest
+import torch
 from datasets import load_from_disk
 from transformers import TrainerCallback, set_seed
 
@@ -67,16 +68,23 @@ def test_resume_matches_an_uninterrupted_run(tiny_aurora_dir, synth_dataset, tmp
     assert resumed.state.log_history[-2]["loss"] == pytest.approx(straight.state.log_history[-2]["loss"], rel=1e-4)
 
 
-def test_push_to_hub_sends_checkpoints_and_the_final_model_with_its_card(
+def test_push_to_hub_puts_the_merged_model_at_the_root_and_checkpoints_in_a_folder(
     tiny_aurora_dir, synth_dataset, tmp_path, monkeypatch
 ):
-    hub = tmp_path / "hub"
-
-    use_local_hub(monkeypatch, hub)
+    """One model per repo: the root loads as it is, equal to the run's merged model; checkpoints go to
+    `checkpoints/`; the card's metadata parses with huggingface_hub's own parser and names no local path."""
+    from huggingface_hub import ModelCard
     from trl import ModelConfig
 
+    hub = tmp_path / "hub"
+    use_local_hub(monkeypatch, hub)
     training_args = args_for(
-        tmp_path / "out", max_steps=2, push_to_hub=True, hub_model_id="me/aurora-tiny-sft", hub_strategy="every_save"
+        tmp_path / "out",
+        max_steps=2,
+        save_steps=1,
+        push_to_hub=True,
+        hub_model_id="me/aurora-tiny-sft",
+        hub_strategy="all_checkpoints",
     )
     main(
         AuroraScriptArguments(dataset_name=str(synth_dataset)),
@@ -84,11 +92,24 @@ def test_push_to_hub_sends_checkpoints_and_the_final_model_with_its_card(
         ModelConfig(model_name_or_path=str(tiny_aurora_dir), use_peft=True, lora_r=8, lora_alpha=16),
     )
     repo = hub / "me" / "aurora-tiny-sft"
-    assert (repo / "adapter_model.safetensors").is_file() and (repo / "README.md").is_file()
-    card = (repo / "merged" / "README.md").read_text()
-    assert "sft" in card.lower() and str(synth_dataset) in card
-    model = AuroraForSegmentation.from_pretrained(repo / "merged")
-    assert model.config.seg_token_id == load_processor(repo / "merged").tokenizer.convert_tokens_to_ids("[SEG]")
+    assert not (repo / "adapter_model.safetensors").exists() and not (repo / "merged").exists()
+    assert sorted(p.name for p in (repo / "checkpoints").iterdir()) == ["checkpoint-1", "checkpoint-2"]
+    pushed = AuroraForSegmentation.from_pretrained(repo)
+    merged = AuroraForSegmentation.from_pretrained(tmp_path / "out" / "merged")
+    for name, tensor in merged.state_dict().items():
+        assert torch.equal(pushed.state_dict()[name], tensor), name
+    assert pushed.config.seg_token_id == load_processor(repo).tokenizer.convert_tokens_to_ids("[SEG]")
+
+    card = ModelCard.load(repo / "README.md")
+    assert card.data.pipeline_tag == "image-segmentation" and card.data.library_name == "transformers"
+    assert "aurora-sft" in card.data.tags and all(" " not in t and ":" not in t for t in card.data.tags)
+    assert card.data.datasets is None and str(synth_dataset) not in card.content  # a local path is not linked
+    assert "# me/aurora-tiny-sft" in card.text and 'from_pretrained("me/aurora-tiny-sft")' in card.text
+    assert (
+        "| `lr_scheduler_type` | linear |" in card.text
+        and "Not evaluated" in card.text
+        and "arXiv 2508.02149" in card.text
+    )
 
 
 def test_tensorboard_receives_every_loss_term(tiny_aurora_dir, synth_dataset, tmp_path):

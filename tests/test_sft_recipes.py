@@ -79,6 +79,23 @@ def accelerate_launch(flags, recipe, options, cwd):
 NO_EVAL = ["--eval_strategy", "no", "--distill_loss_weight", "0"]
 
 
+@pytest.mark.parametrize(
+    "flags",
+    [["--num_processes", "2"], ["--config_file", str(RECIPES.parent / "accelerate" / "ddp.yaml"), "--cpu"]],
+    ids=["num-processes-alone", "ddp-config-on-cpu"],
+)
+def test_a_launch_that_asks_for_two_processes_but_starts_one_stops(inputs, tmp_path, flags):
+    """Both launches start a single process on a CPU, silently; the stage script stops before loading anything."""
+    accelerate = shutil.which("accelerate") or str(Path(sys.executable).parent / "accelerate")
+    out = tmp_path / "run"
+    command = [accelerate, "launch", *flags, str(RECIPES / "sft.yaml"), *overrides(inputs, out, steps=1)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "asked for more than one process" in result.stderr and "--multi_gpu" in result.stderr
+    assert not out.exists()
+
+
 def test_accelerate_launch_recipe_literally(inputs, tmp_path):
     """`accelerate launch recipes/tiny/sft.yaml`: the recipe file itself is the program accelerate runs."""
     out = tmp_path / "run"

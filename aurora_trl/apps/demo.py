@@ -19,6 +19,8 @@ import tempfile
 import weakref
 from pathlib import Path
 
+import numpy as np
+
 from aurora_trl.apps.predict import (
     IMAGE_SUFFIXES,
     NUM_FRAMES,
@@ -31,13 +33,34 @@ from aurora_trl.apps.predict import (
 )
 from aurora_trl.apps.visualize import overlay_frames
 from aurora_trl.text import MAX_ANSWER_TOKENS
+from data_prep.synth import candidate_expressions, make_scene, render_clip
 
 
 INSTRUCTIONS = """# AURORA: referring audio-visual segmentation
 Upload the clip's **frames** (several images, taken in name order: `2.jpg` before `10.jpg`) **or a video**
 (frames are sampled from it), the **audio** (optional; a video's own sound track is used otherwise), type the
 **expression** naming the object, and press **Segment**. The model reasons about the clip, then segments the object
-in every frame (red tint)."""
+in every frame (filled and outlined in a colour that stands out from the frame). To try it at once, click the
+synthetic example clip below the inputs."""
+
+
+def write_example_clip(folder: str | Path, seed: int = 0, size: int = 96) -> tuple[list[str], str, str]:
+    """One synthetic clip as a person would upload it: `frame_1.jpg` ... and `audio.wav` in `folder`, with an
+    expression that picks one object of the scene by its sound. Returns `(frame paths, audio path, expression)`."""
+    rng = np.random.default_rng(seed)
+    objects = make_scene(rng, "train")
+    while len([o for o in objects if o.onset is not None]) < 2:  # an expression by sound needs two sounding objects
+        objects = make_scene(rng, "train")
+    expression = candidate_expressions(objects)[0]["text"]
+    frames, _, audio = render_clip(objects, size, rng)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, frame in enumerate(frames, start=1):
+        paths.append(str(folder / f"frame_{index}.jpg"))
+        Path(paths[-1]).write_bytes(frame)
+    (folder / "audio.wav").write_bytes(audio)
+    return paths, str(folder / "audio.wav"), expression
 
 
 def import_gradio():
@@ -131,8 +154,11 @@ def build_demo(model, processor, max_new_tokens: int = MAX_ANSWER_TOKENS, num_fr
     gr = import_gradio()
     segment = make_handler(model, processor, max_new_tokens, num_frames)
     # Gradio's cache of uploads and outputs is pruned hourly, so a demo left running does not fill the disk.
+    example_dir = Path(tempfile.mkdtemp(prefix="aurora-demo-example-"))
+    example_frames, example_audio, example_expression = write_example_clip(example_dir)
     with gr.Blocks(title="AURORA demo", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(INSTRUCTIONS)
+        gr.Markdown(f"Serving the model **{model.name_or_path or type(model).__name__}**.", elem_id="model-name")
         with gr.Row():
             with gr.Column():
                 frames = gr.File(
@@ -157,9 +183,20 @@ def build_demo(model, processor, max_new_tokens: int = MAX_ANSWER_TOKENS, num_fr
                 download = gr.File(label="Masks, overlays and reasoning (zip)", elem_id="download")
         inputs = [frames, video, audio, expression]
         outputs = [reasoning, status, strip, gif, gallery, download]
+        gr.Examples(
+            [[example_frames, None, example_audio, example_expression]],
+            inputs,
+            outputs,
+            fn=segment,
+            run_on_click=True,
+            cache_examples=False,
+            label="Example: a synthetic clip (colored shapes, each with its own sound)",
+            elem_id="examples",
+        )
         # One event for both triggers, so that the button and the Enter key share the one-at-a-time limit.
         gr.on([button.click, expression.submit], segment, inputs, outputs, concurrency_limit=1)
     weakref.finalize(demo, shutil.rmtree, segment.workdir, True)
+    weakref.finalize(demo, shutil.rmtree, example_dir, True)
     return demo
 
 

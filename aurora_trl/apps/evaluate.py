@@ -224,4 +224,18 @@ def run(args) -> int:
         batch_size=args.batch_size,
     )
     print(results_table(metrics))
+    keep_with_model(Path(args.model), metrics)
     return 0
+
+
+def keep_with_model(model_dir: Path, metrics: dict) -> None:
+    """Leave the metrics in a local model folder (`eval_results.json`), where the model card of a later
+    `push_to_hub` finds them; a folder that cannot be written is said, not an error."""
+    from aurora_trl.modeling.hub import EVAL_RESULTS
+
+    if not model_dir.is_dir():
+        return
+    try:
+        (model_dir / EVAL_RESULTS).write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    except OSError as err:
+        print(f"note: the metrics were not kept beside the model ({err})", file=sys.stderr)

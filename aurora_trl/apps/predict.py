@@ -57,7 +57,7 @@ class Prediction:
         (out / "reasoning.txt").write_text(self.text + "\n", encoding="utf-8")
         for index, logits in enumerate(self.mask_logits):
             mask_image(logits).save(out / "masks" / f"{index:02d}.png")
-        overlay_strip(self.frames, self.mask_logits, height=min(256, self.frames[0].height)).save(out / "overlay.png")
+        overlay_strip(self.frames, self.mask_logits).save(out / "overlay.png")
         save_overlay_gif(self.frames, self.mask_logits, out / "overlay.gif")
         summary = {
             "expression": self.expression,

@@ -7,6 +7,7 @@ Stage scripts (`aurora_trl/scripts/sft.py`, `aurora_trl/scripts/grpo.py`) keep T
 import os
 import tempfile
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 from accelerate import PartialState
@@ -22,11 +23,8 @@ from aurora_trl.modeling.processing import DEFAULT_AUDIO_SECONDS, DEFAULT_MAX_PI
 from aurora_trl.reporting import check_report_to
 from aurora_trl.stages import Stage
 from aurora_trl.text import build_prompt
+from aurora_trl.trainers.hub_push import MERGED_DIR
 from aurora_trl.trainers.resume import resume_checkpoint
-
-
-# Each run also writes the full (LoRA-merged) model here, under output_dir: the next stage starts from it.
-MERGED_DIR = "merged"
 
 
 @dataclass
@@ -256,20 +254,12 @@ def run_stage(trainer_class, stage: Stage, script_args, training_args, model_arg
     return trainer
 
 
-def last_eval_metrics(log_history: list[dict]) -> dict | None:
-    """The metrics of the last evaluation in a Trainer log, for the model card."""
-    for entry in reversed(log_history):
-        if "eval_loss" in entry:
-            return {k: v for k, v in entry.items() if k.startswith("eval_")}
-    return None
-
-
 def save_merged(
-    model, processor, out_dir: str, stage: Stage | str, datasets=None, metrics=None, dtype=None, is_main=True
+    model, processor, out_dir: str, stage: Stage | str, datasets=None, dtype=None, is_main=True, card_options=None
 ):
     """The full model, LoRA and token rows merged, dequantised and gathered, with its processor and model card: what
     the next stage starts from (see `aurora_trl.modeling.export`). Every process calls this (sharded weights are
-    gathered together); the main process writes.
+    gathered together); the main process writes. `card_options` go to [`model_card`] (repo id, hyperparameters).
 
     The output folder itself holds the adapter, as TRL saves it; the trainer's model is left as it is.
     """
@@ -277,24 +267,58 @@ def save_merged(
     if not is_main:
         return
     processor.save_pretrained(out_dir)
-    card = model_card(full, stage=stage, datasets=datasets, metrics=metrics)
+    card = model_card(full, stage=stage, datasets=datasets, **(card_options or {}))
     (Path(out_dir) / "README.md").write_text(card, encoding="utf-8")
 
 
 def finish_run(trainer, processor, script_args, training_args, stage: Stage) -> None:
-    """Save the adapter (as TRL does), the log, the processor and the merged model with its card; push if asked."""
-    trainer.save_model(training_args.output_dir)
+    """Save the adapter (as TRL does), the log, the processor and the merged model with its card; push the merged
+    model to the Hub repo's root if asked (see `aurora_trl.trainers.hub_push`)."""
+    trainer.save_model(training_args.output_dir, _internal_call=True)  # no push yet: the merged model comes next
     trainer.save_state()  # trainer_state.json: the log history, next to the model
     processor.save_pretrained(training_args.output_dir)
+    repo_id = getattr(trainer, "hub_model_id", None) if training_args.push_to_hub else None
     save_merged(
         trainer.model_wrapped,
         processor,
         os.path.join(training_args.output_dir, MERGED_DIR),
         stage,
         [script_args.dataset_name],
-        last_eval_metrics(trainer.state.log_history),
         dtype=script_args.merged_dtype,
         is_main=trainer.accelerator.is_main_process,
+        card_options={"repo_id": repo_id, "hyperparameters": card_hyperparameters(training_args)},
     )
     if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+        trainer.push_to_hub(commit_message=f"{stage.label}: merged model")
+
+
+# The training options a model card lists: what a reader needs to reproduce the run beside its recipe.
+CARD_HYPERPARAMETERS = (
+    "learning_rate",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "max_steps",
+    "num_train_epochs",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "seed",
+    "bf16",
+    "sft_target",
+    "ce_loss_weight",
+    "bce_loss_weight",
+    "dice_loss_weight",
+    "distill_loss_weight",
+    "num_generations",
+    "max_completion_length",
+    "temperature",
+    "top_p",
+    "beta",
+    "loss_type",
+    "reward_weights",
+)
+
+
+def card_hyperparameters(training_args) -> dict:
+    """The [`CARD_HYPERPARAMETERS`] a config has, with their values (an option's enum as its value: `linear`)."""
+    values = {name: getattr(training_args, name) for name in CARD_HYPERPARAMETERS if hasattr(training_args, name)}
+    return {name: value.value if isinstance(value, Enum) else value for name, value in values.items()}

@@ -21,6 +21,7 @@ from aurora_trl.scripts.common import AuroraScriptArguments, run_stage
 from aurora_trl.stages import BY_KEY
 from aurora_trl.trainers.grpo_config import AuroraGRPOConfig
 from aurora_trl.trainers.grpo_trainer import AURORA_REWARDS, AuroraGRPOTrainer
+from aurora_trl.trainers.unsupported import mark_unsupported
 
 
 @dataclass
@@ -61,7 +62,7 @@ def main(
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((AuroraGRPOScriptArguments, AuroraGRPOConfig, ModelConfig))
+    return mark_unsupported(TrlParser((AuroraGRPOScriptArguments, AuroraGRPOConfig, ModelConfig)), AuroraGRPOConfig)
 
 
 def run_recipe(path, argv: list[str] | None = None):

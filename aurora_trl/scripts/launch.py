@@ -31,6 +31,9 @@ from aurora_trl.stages import STAGES
 
 RUN_KEY = "_run"
 NOT_OPTIONS = (RUN_KEY, "accelerate", "env")
+# `accelerate:` settings that name files: relative ones are read from the recipe's folder, so that a recipe launches
+# from any folder.
+PATH_SETTINGS = ("config_file", "deepspeed_config_file", "mpirun_hostfile")
 
 
 class RecipeError(ValueError):
@@ -83,15 +86,34 @@ def parse_recipe(path: str | os.PathLike, make_parser, argv: list[str] | None = 
     return parser.parse_args_into_dataclasses(args=argv or [], look_for_args_file=False)
 
 
+def check_process_count() -> None:
+    """Stop a run that `accelerate launch` was asked to start on several processes but started as one.
+
+    Without `--multi_gpu` (or a config file whose `distributed_type` starts several), `accelerate launch
+    --num_processes N` runs the script once, silently, with the rendezvous address it prepares for N processes set
+    and no `WORLD_SIZE`: that combination is what is checked here.
+    """
+    launched_alone = "ACCELERATE_USE_CPU" in os.environ and "WORLD_SIZE" not in os.environ
+    if launched_alone and "MASTER_ADDR" in os.environ:
+        raise RuntimeError(
+            "accelerate launch was asked for more than one process (--num_processes, or its config file) but started "
+            "one. It starts several only with --multi_gpu (on CPUs too: `accelerate launch --multi_gpu "
+            "--num_processes 2 RECIPE` gives 2 gloo ranks) or a --config_file whose distributed_type is MULTI_GPU, "
+            "DEEPSPEED or FSDP without --cpu; ask for --num_processes 1 to run one process."
+        )
+
+
 def run_recipe(path: str | os.PathLike, main, make_parser, argv: list[str] | None = None):
     """Run a recipe in this process (on each rank under `accelerate launch`) with a stage script's `main` and
     `make_parser`; `argv` flags override it (default: this process's command line). Returns the stage's trainer."""
+    check_process_count()
     return main(*parse_recipe(path, make_parser, sys.argv[1:] if argv is None else argv))
 
 
 def run_script(argv: list[str], main, make_parser):
     """A stage script run as a module: `python -m aurora_trl.scripts.sft --config RECIPE [flags]` (TRL's script
     style), or with flags alone."""
+    check_process_count()
     if "--config" in argv:
         at = argv.index("--config")
         return run_recipe(argv[at + 1], main, make_parser, argv[:at] + argv[at + 2 :])
@@ -111,10 +133,13 @@ def run_any_recipe(path: str | os.PathLike, argv: list[str] | None = None, callb
     return script.main(*parsed, callbacks=callbacks)
 
 
-def accelerate_flags(settings: dict) -> list[str]:
-    """`{"num_processes": 2, "multi_gpu": True}` -> `["--num_processes", "2", "--multi_gpu"]`."""
+def accelerate_flags(settings: dict, recipe_dir: str | os.PathLike | None = None) -> list[str]:
+    """`{"num_processes": 2, "multi_gpu": True}` -> `["--num_processes", "2", "--multi_gpu"]`; a relative file in
+    [`PATH_SETTINGS`] is taken from `recipe_dir`."""
     flags = []
     for key, value in settings.items():
+        if key in PATH_SETTINGS and recipe_dir is not None and not Path(str(value)).is_absolute():
+            value = Path(recipe_dir) / str(value)
         if value is True:
             flags.append(f"--{key}")
         elif value not in (False, None):
@@ -136,6 +161,6 @@ def run(args) -> int:
 
     settings, _ = read_recipe(args.recipe)
     parse_any_recipe(args.recipe, args.overrides)  # fail here, with a clear message, rather than on every rank
-    command = accelerate_flags(settings) + [str(args.recipe), *args.overrides]
+    command = accelerate_flags(settings, Path(args.recipe).parent) + [str(args.recipe), *args.overrides]
     launch_command(launch_command_parser().parse_args(command))
     return 0

@@ -19,6 +19,7 @@ from aurora_trl.scripts.common import AuroraScriptArguments, run_stage
 from aurora_trl.stages import supervised_stage
 from aurora_trl.trainers.sft_config import AuroraSFTConfig
 from aurora_trl.trainers.sft_trainer import AuroraSFTTrainer
+from aurora_trl.trainers.unsupported import mark_unsupported
 
 
 # The trainer this script runs; `aurora_trl.stages` names it for each of the script's stages.
@@ -31,7 +32,7 @@ def main(script_args: AuroraScriptArguments, training_args: AuroraSFTConfig, mod
 
 
 def make_parser() -> TrlParser:
-    return TrlParser((AuroraScriptArguments, AuroraSFTConfig, ModelConfig))
+    return mark_unsupported(TrlParser((AuroraScriptArguments, AuroraSFTConfig, ModelConfig)), AuroraSFTConfig)
 
 
 def run_recipe(path, argv: list[str] | None = None):

@@ -6,6 +6,7 @@ from transformers import TrainingArguments
 from trl import GRPOConfig
 
 from aurora_trl.trainers.mask_arguments import MaskLossArguments
+from aurora_trl.trainers.unsupported import IGNORED, REFUSED, refuse_unsupported
 
 
 @dataclass
@@ -28,3 +29,17 @@ class AuroraGRPOConfig(MaskLossArguments, GRPOConfig):
     # The dataclass repr TRL's config gets shows `hub_token` in clear (in `{args!r}`, a list of configs, a
     # traceback); TrainingArguments' own masks every `*_token` field.
     __repr__ = TrainingArguments.__str__
+
+    # GRPOConfig options the AURORA trainer cannot honour (the trainer refuses use_vllm at start).
+    UNSUPPORTED_OPTIONS = {
+        "use_vllm": (
+            REFUSED,
+            "vLLM generates text only, while each AURORA rollout needs the policy's own hidden state at [SEG] (for its "
+            "masks and IoU) and the clip's audio features",
+        ),
+        "vllm_*": (IGNORED, "vLLM is not used"),
+    }
+
+    def __post_init__(self):
+        refuse_unsupported(self)  # before TRL's checks, which would ask for vLLM itself
+        super().__post_init__()

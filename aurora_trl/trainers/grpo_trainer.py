@@ -45,6 +45,7 @@ from aurora_trl.reporting import conversation_text
 from aurora_trl.rewards import REWARD_FUNCS
 from aurora_trl.trainers.checkpointing import SafeSavingMixin
 from aurora_trl.trainers.grpo_config import AuroraGRPOConfig
+from aurora_trl.trainers.hub_push import MergedModelPushMixin
 from aurora_trl.trainers.rollouts import ClipMedia, ModelWithInputs, RolloutBatch, build_rollouts, without_media
 from aurora_trl.trainers.utils import (
     backbone_hidden_state,
@@ -57,7 +58,7 @@ from aurora_trl.trainers.utils import (
 AURORA_REWARDS = ("format", "class", "iou")
 
 
-class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
+class AuroraGRPOTrainer(MergedModelPushMixin, SafeSavingMixin, GRPOTrainer):
     """[`~trl.GRPOTrainer`] for AURORA's Stage 3.
 
     Args:
@@ -84,11 +85,6 @@ class AuroraGRPOTrainer(SafeSavingMixin, GRPOTrainer):
     ):
         if processing_class is None:
             raise ValueError("AuroraGRPOTrainer needs the model's processor as processing_class")
-        if args.use_vllm:
-            raise ValueError(
-                "use_vllm is not supported: vLLM generates text only, while each AURORA rollout needs the policy's "
-                "own hidden state at [SEG] (for its masks and IoU) and the clip's audio features. Set use_vllm: False."
-            )
         base = unwrap_aurora_model(model)
         # A sampled image/audio marker breaks the next forward; TRL suppresses only the image token.
         suppress = multimodal_token_ids(base.config) + [processing_class.tokenizer.pad_token_id]

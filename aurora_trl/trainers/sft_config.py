@@ -7,6 +7,7 @@ from trl import SFTConfig
 
 from aurora_trl.text import SFT_TARGETS
 from aurora_trl.trainers.mask_arguments import MaskLossArguments
+from aurora_trl.trainers.unsupported import IGNORED, REFUSED, refuse_unsupported
 
 
 @dataclass
@@ -80,7 +81,21 @@ class AuroraSFTConfig(MaskLossArguments, SFTConfig):
     # traceback); TrainingArguments' own masks every `*_token` field.
     __repr__ = TrainingArguments.__str__
 
+    # SFTConfig options that act on TRL's own data preparation and collator, which the AURORA collator replaces.
+    UNSUPPORTED_OPTIONS = {
+        "packing": (REFUSED, "one clip per sequence; packing would merge clips, their frames and their [SEG]"),
+        "padding_free": (REFUSED, "the image and audio features need padded batches"),
+        "packing_strategy": (IGNORED, "no packing"),
+        "pad_to_multiple_of": (IGNORED, "the AURORA collator pads to the longest row"),
+        "completion_only_loss": (IGNORED, "the loss always covers the response only"),
+        "assistant_only_loss": (IGNORED, "the loss always covers the response only"),
+        "dataset_text_field": (IGNORED, "rows are read by their fields (data_prep's schema)"),
+        "dataset_num_proc": (IGNORED, "TRL's data preparation is skipped"),
+        "eos_token": (IGNORED, "the answer ends with the processor's end of turn"),
+    }
+
     def __post_init__(self):
+        refuse_unsupported(self)
         super().__post_init__()
         if self.sft_target not in SFT_TARGETS:
             raise ValueError(f"sft_target must be one of {', '.join(SFT_TARGETS)}, got {self.sft_target!r}")

@@ -27,6 +27,7 @@ from aurora_trl.modeling.embedding_cache import SamEmbeddingCache
 from aurora_trl.modeling.modeling_aurora import unwrap_aurora_model
 from aurora_trl.trainers.checkpointing import SafeSavingMixin
 from aurora_trl.trainers.collator import AuroraCollator, sequence_length
+from aurora_trl.trainers.hub_push import MergedModelPushMixin
 from aurora_trl.trainers.sft_config import AuroraSFTConfig
 from aurora_trl.trainers.teacher_cache import TeacherCache
 from aurora_trl.trainers.utils import (
@@ -103,7 +104,7 @@ def keep_rows_within_length(dataset, processor, max_length: int | None, target: 
     return dataset.select([i for i in range(len(dataset)) if i not in dropped])
 
 
-class AuroraSFTTrainer(SafeSavingMixin, SFTTrainer):
+class AuroraSFTTrainer(MergedModelPushMixin, SafeSavingMixin, SFTTrainer):
     """[`~trl.SFTTrainer`] for AURORA's supervised stages.
 
     Args:
