@@ -12,6 +12,12 @@ Semantics follow the benchmark's own code (GeWu-Lab/Ref-AVS `utils/metric/utilit
 - S, [`null_s`]: sqrt(pixels with `sigmoid(logit) > 0.5` / all pixels) over the batch; lower is better.
 
 AURORA's training uses the same IoU with threshold 0.5 ([`clip_iou`], the GRPO IoU reward).
+
+AVSBench (unreferenced segmentation; its `utils/utility.py` and `test.py`) uses the same per-frame J and F with J's
+threshold at 0.5, and scores each clip on its own (a test batch of one clip: J over its frames, F the maximum of its
+own averaged curve), then averages over clips: [`evaluate_clips`] with `protocol="avsbench"`, at the frames' own
+resolution. Frames without ground truth (S4's training clips annotate only the first) are left out through
+`annotated`.
 """
 
 import math
@@ -24,6 +30,8 @@ REFAVS_SIZE = 256  # the benchmark scores predictions and masks at 256 x 256
 REFAVS_BATCH_CLIPS = 4  # ... in batches of 4 clips (40 frames), averaged over batches
 REFAVS_J_THRESHOLD = 0.4
 NULL_S_THRESHOLD = 0.5
+AVSBENCH_J_THRESHOLD = 0.5
+PROTOCOLS = ("refavs", "aurora", "avsbench")
 
 
 # A finite stand-in for +-inf logits before bilinear resizing: interpolating +inf with -inf gives NaN, while any
@@ -133,28 +141,45 @@ def null_s(logits: torch.Tensor, threshold: float = NULL_S_THRESHOLD) -> float:
 
 
 def evaluate_clips(
-    logits: list[torch.Tensor], targets: list[torch.Tensor], null: bool = False, protocol: str = "refavs"
+    logits: list[torch.Tensor],
+    targets: list[torch.Tensor],
+    null: bool = False,
+    protocol: str = "refavs",
+    annotated: list[torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Score a split given each clip's mask logits and ground truth, `(T, H, W)` each (sizes may differ by clip).
 
     `protocol="refavs"` is the benchmark's: everything resized to 256 x 256, batches of 4 clips, J at 0.4, F on
     sigmoids, mean over batches; a null split gets S. `protocol="aurora"` is AURORA's variant: native resolution,
     one clip per batch, J at 0.5, F on raw logits; it has no null metric, so S is reported with the benchmark's
-    definition at native resolution.
+    definition at native resolution. `protocol="avsbench"` is AVSBench's: native resolution, one clip per batch,
+    J at 0.5, F on sigmoids, mean over clips; it has no null split. `annotated` gives each clip's frames that carry
+    ground truth, `(T,)` booleans; the others are not scored.
     """
     if len(logits) != len(targets):
         raise ValueError(f"{len(logits)} predicted clips for {len(targets)} ground-truth clips")
     if not logits:
         raise ValueError("no clips to score")  # a mean over nothing would be a silent NaN
-    if protocol not in ("refavs", "aurora"):
-        raise ValueError(f"protocol must be 'refavs' or 'aurora', got {protocol!r}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    if null and protocol == "avsbench":
+        raise ValueError("AVSBench has no null split: every clip has a sounding object")
     for clip_logits, clip_target in zip(logits, targets):
         _check(clip_logits, clip_target)
+    if annotated is not None:
+        if len(annotated) != len(logits) or any(len(a) != len(x) for a, x in zip(annotated, logits)):
+            raise ValueError("annotated needs one (T,) flag per frame of each clip")
+        kept = [(x[a], t[a]) for x, t, a in zip(logits, targets, annotated) if a.any()]
+        logits, targets = [x for x, _ in kept], [t for _, t in kept]
+        if not logits:
+            raise ValueError("no annotated frame to score")
     if protocol == "refavs":
         logits = [_resize(x, mode="bilinear") for x in logits]
         # cv2.resize (bilinear) of the 0/255 mask, then > 0: any pixel touched by the mask counts
         targets = [_resize(_binary(t).float(), mode="bilinear") > 0 for t in targets]
         batch, threshold, sigmoid = REFAVS_BATCH_CLIPS, REFAVS_J_THRESHOLD, True
+    elif protocol == "avsbench":
+        batch, threshold, sigmoid = 1, AVSBENCH_J_THRESHOLD, True
     else:
         batch, threshold, sigmoid = 1, 0.5, False
     batches = [(logits[i : i + batch], targets[i : i + batch]) for i in range(0, len(logits), batch)]

@@ -102,3 +102,45 @@ def test_evaluate_clips_protocols():
     assert evaluate_clips([nothing] * 3, [torch.zeros_like(gt)] * 3, null=True)["S"] == 0.0
     with pytest.raises(ValueError, match="protocol"):
         evaluate_clips(clips, [gt] * 8, protocol="lisa")
+
+
+# ---- AVSBench: per-clip J (threshold 0.5) and F, averaged over clips
+def loop_avsbench(clips, targets):
+    """AVSBench's test loop with a batch of one clip: each clip's J and F from the per-frame definitions, then the
+    mean over clips."""
+    j = [loop_mask_iou(x, t, threshold=0.5) for x, t in zip(clips, targets)]
+    f = [loop_f_measure(x, t) for x, t in zip(clips, targets)]
+    return sum(j) / len(j), sum(f) / len(f)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_avsbench_protocol_equals_its_definition_on_random_clips(seed):
+    generator = torch.Generator().manual_seed(seed)
+    clips, targets = [], []
+    for _ in range(5):
+        frames, height, width = 5, int(torch.randint(8, 20, (1,), generator=generator)), 16
+        clips.append(torch.randn(frames, height, width, generator=generator) * 3)
+        target = torch.rand(frames, height, width, generator=generator) > 0.6
+        target[int(torch.randint(frames, (1,), generator=generator))] = False  # an empty-mask frame in every clip
+        targets.append(target)
+    scores = evaluate_clips(clips, targets, protocol="avsbench")
+    j, f = loop_avsbench(clips, targets)
+    assert scores["J"] == pytest.approx(j, abs=1e-6) and scores["F"] == pytest.approx(f, abs=1e-6)
+    assert scores["clips"] == 5
+
+
+def test_avsbench_scores_only_the_annotated_frames():
+    gt = torch.zeros(5, 8, 8, dtype=torch.bool)
+    gt[0, 2:6, 2:6] = True  # S4 training clips: only the first frame has a mask
+    logits = torch.full((5, 8, 8), -BIG)
+    logits[0] = logits_of(gt[0])  # right on the first frame, nothing on the others (whose truth is unknown)
+    first_only = torch.tensor([True, False, False, False, False])
+    scores = evaluate_clips([logits], [gt], protocol="avsbench", annotated=[first_only])
+    assert scores["J"] == pytest.approx(1.0, abs=1e-6) and scores["F"] == pytest.approx(1.0, abs=1e-6)
+    wrong = logits.clone()
+    wrong[1:] = BIG  # frames 1-4 are not annotated: what the model predicts there does not count
+    assert evaluate_clips([wrong], [gt], protocol="avsbench", annotated=[first_only])["J"] == scores["J"]
+    with pytest.raises(ValueError, match="one \\(T,\\) flag per frame"):
+        evaluate_clips([logits], [gt], protocol="avsbench", annotated=[first_only[:3]])
+    with pytest.raises(ValueError, match="no null split"):
+        evaluate_clips([logits], [gt], null=True, protocol="avsbench")
