@@ -36,6 +36,7 @@ FEATURES = Features(
         "images": List(Image()),
         "audio": Value("binary"),
         "masks": List(Image()),
+        "annotated": List(Value("bool")),
         "reasoning": Value("string"),
         "reflective": Value("string"),
         "prompt": PROMPT_FEATURE,
@@ -53,6 +54,7 @@ COLUMN_DOCS = {
     "images": "the clip's frames, JPEG bytes as in the source",
     "audio": "16 kHz mono 16-bit WAV bytes",
     "masks": "one 0/255 PNG per frame, frame-sized; all zero for null rows",
+    "annotated": "per frame, whether its mask is ground truth (every Ref-AVS frame; AVSBench S4 training: the first)",
     "reasoning": 'Stage-1 CoT path; "" when the row has none',
     "reflective": 'Stage-2 reflective path; "" when the row has none',
     "prompt": "`aurora_trl.text.build_prompt` of the expression: what TRL's GRPO reads",
@@ -127,6 +129,17 @@ def mask_tensor(masks) -> torch.Tensor:
     """(T, H, W) float {0, 1} from the data set's mask images (anything above 0 is foreground, as Ref-AVS reads
     them)."""
     return torch.from_numpy(np.stack([np.asarray(as_image(m).convert("L")) > 0 for m in masks])).float()
+
+
+def annotated_frames(row: dict, frames: int) -> torch.Tensor:
+    """`(T,)` booleans: which frames of a row carry a ground-truth mask; all of them for a row without the column (a
+    data set built before it existed). The losses and metrics score only these frames."""
+    flags = row.get("annotated")
+    if not flags:
+        return torch.ones(frames, dtype=torch.bool)
+    if len(flags) != frames:
+        raise ValueError(f"row {row.get('uid')}: {len(flags)} annotated flags for {frames} frames")
+    return torch.tensor(flags, dtype=torch.bool)
 
 
 def clip_id(row: dict) -> str | None:

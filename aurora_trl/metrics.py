@@ -167,12 +167,10 @@ def evaluate_clips(
     for clip_logits, clip_target in zip(logits, targets):
         _check(clip_logits, clip_target)
     if annotated is not None:
-        if len(annotated) != len(logits) or any(len(a) != len(x) for a, x in zip(annotated, logits)):
-            raise ValueError("annotated needs one (T,) flag per frame of each clip")
-        kept = [(x[a], t[a]) for x, t, a in zip(logits, targets, annotated) if a.any()]
-        logits, targets = [x for x, _ in kept], [t for _, t in kept]
-        if not logits:
+        kept = [(x, t) for x, t in zip(*annotated_only(logits, targets, annotated)) if len(x)]
+        if not kept:
             raise ValueError("no annotated frame to score")
+        logits, targets = [x for x, _ in kept], [t for _, t in kept]
     if protocol == "refavs":
         logits = [_resize(x, mode="bilinear") for x in logits]
         # cv2.resize (bilinear) of the 0/255 mask, then > 0: any pixel touched by the mask counts
@@ -188,6 +186,17 @@ def evaluate_clips(
     j = [mask_iou(torch.cat(x), torch.cat(t), threshold) for x, t in batches]
     f = [f_measure(torch.cat(x), torch.cat(t), apply_sigmoid=sigmoid) for x, t in batches]
     return {"J": _mean(j), "F": _mean(f), "clips": len(logits)}
+
+
+def annotated_only(masks: list[torch.Tensor], targets: list[torch.Tensor], annotated: list[torch.Tensor]) -> tuple:
+    """Each clip's `(T, H, W)` masks and targets cut to its annotated frames (`(T,)` booleans), each clip in its
+    place. What the losses, the IoU reward and the metrics score: a frame without ground truth is not a frame whose
+    object is absent. (The data set builders keep only rows with at least one annotated frame.)"""
+    if len(annotated) != len(masks) or any(len(a) != len(m) for a, m in zip(annotated, masks)):
+        raise ValueError("annotated needs one (T,) flag per frame of each clip")
+    return [m[a.to(m.device)] for m, a in zip(masks, annotated)], [
+        t[a.to(t.device)] for t, a in zip(targets, annotated)
+    ]
 
 
 def _resize(x: torch.Tensor, mode: str) -> torch.Tensor:

@@ -80,6 +80,7 @@ def example_from_row(row: Row, assets: dict, reasoning: str, reflective: str) ->
         "images": [{"bytes": b, "path": None} for b in assets["images"]],
         "audio": assets["audio"],
         "masks": [{"bytes": b, "path": None} for b in assets["masks"]],
+        "annotated": [True] * len(assets["masks"]),  # Ref-AVS annotates every frame
         "reasoning": reasoning,
         "reflective": reflective,
         "prompt": build_prompt(row.expression, num_frames=len(assets["images"])),

@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from aurora_trl.apps.visualize import overlay_strip
-from aurora_trl.data_row import decode_audio, mask_tensor
+from aurora_trl.data_row import annotated_frames, decode_audio, mask_tensor
 from aurora_trl.metrics import REFAVS_BATCH_CLIPS, REFAVS_J_THRESHOLD, evaluate_clips, f_measure, mask_iou, null_s
 from aurora_trl.rewards import class_reward, reasoning_reward
 from aurora_trl.text import MAX_ANSWER_TOKENS
@@ -46,6 +46,7 @@ def predict_split(model, processor, rows, max_new_tokens: int) -> list[dict]:
             "seg_emitted": bool(out.seg_emitted),
             "logits": out.mask_logits.float().cpu(),
             "target": mask_tensor(row["masks"]),
+            "annotated": annotated_frames(row, len(clip[0])),
             "frames": clip[0],
         }
         for row, clip, out in zip(rows, clips, outputs)
@@ -69,13 +70,14 @@ def answer_checks(result: dict) -> dict:
 
 
 def clip_scores(result: dict, protocol: str) -> dict:
-    """One clip's J and F (or S for a null row), with the protocol's threshold and sigmoid."""
+    """One clip's J and F (or S for a null row) on its annotated frames, with the protocol's threshold and sigmoid."""
+    logits, target = result["logits"][result["annotated"]], result["target"][result["annotated"]]
     if result["is_null"]:
-        return {"S": null_s(result["logits"])}
+        return {"S": null_s(logits)}
     threshold = REFAVS_J_THRESHOLD if protocol == "refavs" else 0.5
     return {
-        "J": mask_iou(result["logits"], result["target"], threshold),
-        "F": f_measure(result["logits"], result["target"], apply_sigmoid=protocol == "refavs"),
+        "J": mask_iou(logits, target, threshold),
+        "F": f_measure(logits, target, apply_sigmoid=protocol == "refavs"),
     }
 
 
@@ -127,7 +129,11 @@ def evaluate(
                 scored, pending = pending[:batch], pending[batch:]
                 batch_scores[split].append(
                     evaluate_clips(
-                        [r["logits"] for r in scored], [r["target"] for r in scored], null=null, protocol=protocol
+                        [r["logits"] for r in scored],
+                        [r["target"] for r in scored],
+                        null=null,
+                        protocol=protocol,
+                        annotated=[r["annotated"] for r in scored],
                     )
                 )
         progress.close()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from aurora_trl.data_row import clip_id, decode_audio, mask_tensor
+from aurora_trl.data_row import annotated_frames, clip_id, decode_audio, mask_tensor
 from aurora_trl.modeling.processing import media_token_count
 from aurora_trl.modeling.sam import preprocess_frames
 from aurora_trl.modeling.tokens import pad_sequences
@@ -70,7 +70,7 @@ class AuroraCollator:
     def __call__(self, rows: list[dict]) -> dict:
         tokenizer = self.processor.tokenizer
         sequences, teacher_sequences, multimodal = [], [], []
-        sam_pixels, input_sizes, original_sizes, gt_masks = [], [], [], []
+        sam_pixels, input_sizes, original_sizes, gt_masks, annotated = [], [], [], [], []
         for row in rows:
             frames = [img.convert("RGB") for img in row["images"]]
             encoded = prompt_inputs(self.processor, row, frames, decode_audio(row["audio"]))
@@ -86,6 +86,7 @@ class AuroraCollator:
                 input_sizes.append(sam.input_size)
                 original_sizes.append(sam.original_size)
                 gt_masks.append(mask_tensor(row["masks"]))
+                annotated.append(annotated_frames(row, len(frames)))
 
         batch = self._pad(sequences, tokenizer.pad_token_id)
         # what the trainer's caches key by: the row (teacher embeddings) and its clip (SAM image embeddings)
@@ -102,6 +103,7 @@ class AuroraCollator:
             batch["sam_input_sizes"] = input_sizes
             batch["sam_original_sizes"] = original_sizes
             batch["gt_masks"] = gt_masks
+            batch["annotated"] = annotated
         return batch
 
     def _response_ids(self, text: str) -> torch.Tensor:

@@ -21,7 +21,8 @@ import datasets
 import numpy as np
 import torch
 
-from aurora_trl.data_row import as_image, clip_id, decode_audio, mask_tensor
+from aurora_trl.data_row import annotated_frames, as_image, clip_id, decode_audio, mask_tensor
+from aurora_trl.metrics import annotated_only
 from aurora_trl.modeling.sam import preprocess_frames
 from aurora_trl.trainers.collator import prompt_inputs
 
@@ -37,6 +38,7 @@ class RolloutGroup:
         sam_embeddings (`torch.Tensor` of shape `(T, C, h, w)`): SAM's image embeddings of the frames.
         input_size, original_size (`tuple[int, int]`): The frames' size inside SAM's square, and their own.
         gt_masks (`torch.Tensor` of shape `(T, H, W)`): The ground-truth masks.
+        annotated (`torch.Tensor` of shape `(T,)`): The frames whose mask is ground truth (the ones scored).
     """
 
     clip_id: str
@@ -46,6 +48,7 @@ class RolloutGroup:
     input_size: tuple[int, int]
     original_size: tuple[int, int]
     gt_masks: torch.Tensor
+    annotated: torch.Tensor
 
 
 @dataclass
@@ -89,7 +92,7 @@ class RolloutBatch:
             input_sizes=[g.input_size for g in clips.values()],
             original_sizes=[g.original_size for g in clips.values()],
         )
-        return masks, [g.gt_masks for g in groups]
+        return annotated_only(masks, [g.gt_masks for g in groups], [g.annotated for g in groups])
 
 
 MEDIA_COLUMNS = ("images", "masks")
@@ -163,6 +166,7 @@ def _group(row: dict, images: list, masks: list, processor, model, sam_cache) ->
         input_size=sam.input_size,
         original_size=sam.original_size,
         gt_masks=mask_tensor([as_image(mask) for mask in masks]).to(embeddings.device),  # where the masks are decoded
+        annotated=annotated_frames(row, len(frames)),
     )
 
 

@@ -21,7 +21,7 @@ from trl import SFTTrainer
 
 from aurora_trl.data_row import as_image
 from aurora_trl.losses import clip_mask_losses, seg_distill_loss
-from aurora_trl.metrics import frame_iou
+from aurora_trl.metrics import annotated_only, frame_iou
 from aurora_trl.modeling import AuroraForSegmentation
 from aurora_trl.modeling.embedding_cache import SamEmbeddingCache
 from aurora_trl.modeling.modeling_aurora import unwrap_aurora_model
@@ -47,6 +47,7 @@ EXTRA_KEYS = (
     "sam_input_sizes",
     "sam_original_sizes",
     "gt_masks",
+    "annotated",
     "teacher_input_ids",
     "teacher_attention_mask",
     "uids",
@@ -194,6 +195,7 @@ class AuroraSFTTrainer(MergedModelPushMixin, SafeSavingMixin, SFTTrainer):
             original_sizes=extras["sam_original_sizes"],
         )
         targets = [gt.to(m.device) for gt, m in zip(extras["gt_masks"], masks)]
+        masks, targets = annotated_only(masks, targets, extras["annotated"])
         bce, dice = clip_mask_losses(masks, targets)
         aux = self.args.mask_loss(bce, dice)
         distill = None
