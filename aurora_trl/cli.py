@@ -22,8 +22,9 @@ import sys
 
 # command path -> (module, one-line help). The module provides `add_arguments(parser)` and `run(args) -> int`.
 COMMANDS = {
-    ("data", "synth"): ("data_prep.synth", "write a synthetic data set in the Ref-AVS layout"),
+    ("data", "synth"): ("data_prep.synth", "write a synthetic data set in the Ref-AVS (or AVSBench) layout"),
     ("data", "build"): ("data_prep.build", "build a Hugging Face DatasetDict from a Ref-AVS folder and dumps"),
+    ("data", "build-avsbench"): ("data_prep.avsbench", "build a Hugging Face DatasetDict from an AVSBench subset"),
     ("data", "reflect"): ("data_prep.reflect", "build Stage-2 reflective targets and filter them by class"),
     ("data", "cot"): ("aurora_trl.apps.cot", "generate Stage-1 CoT paths with a Qwen2.5-Omni thinker (resumable)"),
     ("tiny",): ("aurora_trl.tiny", "write a tiny random AURORA model, processor and tokenizer"),

@@ -380,14 +380,22 @@ def _write_clip(out: Path, media_name: str, vid: str, frames, masks, audio) -> N
 
 
 # ---------------------------------------------------------------------------------------------- CLI
+LAYOUTS = ("refavs", "avsbench-s4", "avsbench-ms3")
+
+
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", required=True, help="folder to write (Ref-AVS layout)")
-    parser.add_argument("--clips", type=int, default=100, help="number of 10-frame clips (videos)")
+    parser.add_argument("--out", required=True, help="folder to write")
+    parser.add_argument("--layout", choices=LAYOUTS, default="refavs", help="Ref-AVS, or an AVSBench subset")
+    parser.add_argument("--clips", type=int, default=100, help="number of clips (videos)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes the same bytes")
     parser.add_argument("--size", type=int, default=64, help="frame width and height in pixels")
 
 
 def run(args) -> int:
+    if args.layout != "refavs":  # data_prep/synth_avsbench.py
+        from data_prep.synth_avsbench import run as run_avsbench
+
+        return run_avsbench(args)
     counts = write_synthetic_refavs(args.out, clips=args.clips, seed=args.seed, size=args.size, show_progress=True)
     print(
         f"wrote {sum(counts.values())} rows from {args.clips} clips to {args.out}: "

@@ -221,7 +221,7 @@ def test_a_hub_token_is_never_printed_logged_or_written(
             save_steps=1,
             push_to_hub=True,
             hub_model_id="me/aurora-token-check",
-            hub_strategy="every_save",
+            hub_strategy="checkpoint",  # the checkpoint (with training_args.bin) goes to the repo too
             hub_token=TOKEN,
             report_to="tensorboard",
             log_level="debug",
@@ -242,7 +242,10 @@ def test_a_hub_token_is_never_printed_logged_or_written(
     names = {p.name for p in files}
     assert {"training_args.bin", "trainer_state.json", "README.md", "adapter_model.safetensors"} <= names
     assert any(p.name.startswith("events.out.tfevents") for p in files)
-    assert (tmp_path / "hub" / "me" / "aurora-token-check" / "training_args.bin").is_file()
+    repo = tmp_path / "hub" / "me" / "aurora-token-check"
+    assert (repo / "checkpoints" / "last-checkpoint" / "training_args.bin").is_file() and (
+        repo / "README.md"
+    ).is_file()
     assert len(caplog.records) > 50 and "Saving model checkpoint" in caplog.text  # the logs were captured
     leaks = [str(p.relative_to(tmp_path)) for p in files if TOKEN.encode() in p.read_bytes()]
     assert not leaks, f"the token is written in {leaks}"

@@ -1,6 +1,7 @@
 """`aurora-trl eval`: the Ref-AVS benchmark's numbers for a model, with a report, a per-clip CSV and overlays.
 
     aurora-trl eval --model DIR --data DIR [--splits test_s test_u test_n] [--protocol refavs|aurora] --out DIR
+    aurora-trl eval --benchmark avsbench --model DIR --data DIR [--splits test] --out DIR
 
 For every row of the chosen splits the model reasons and segments (`AuroraForSegmentation.segment_batch`: greedy,
 `--batch-size` clips per `generate`); the masks are scored with `aurora_trl.metrics.evaluate_clips`: J and F on Seen
@@ -9,7 +10,11 @@ For every row of the chosen splits the model reasons and segments (`AuroraForSeg
     metrics.json     every number, per split, with the protocol
     results.md       the table: Seen J/F, Unseen J/F, Mix J/F, Null S
     clips.csv        uid, split, class, J, F or S, the answer checks (own [SEG], four steps, class), the reasoning
-    overlays/        frame strips (prediction red, ground truth green) of the best and worst clips of each split
+    overlays/        frame strips (prediction filled and outlined, ground truth outlined) of the best and worst
+                     clips of each split
+
+With `--benchmark avsbench` (a data set of `aurora-trl data build-avsbench`) the same files hold AVSBench's J and F
+per split (each clip scored alone over its annotated frames, then the mean over clips).
 """
 
 import csv
@@ -77,7 +82,7 @@ def clip_scores(result: dict, protocol: str) -> dict:
     threshold = REFAVS_J_THRESHOLD if protocol == "refavs" else 0.5
     return {
         "J": mask_iou(logits, target, threshold),
-        "F": f_measure(logits, target, apply_sigmoid=protocol == "refavs"),
+        "F": f_measure(logits, target, apply_sigmoid=protocol != "aurora"),  # AURORA's variant scores raw logits
     }
 
 
@@ -95,8 +100,8 @@ def evaluate(
 ) -> dict:
     """Score `splits` of a data set; writes the report files to `out` and returns the metrics.
 
-    Clips stream through in the protocol's scoring batches (4 clips, or 1 for AURORA's variant), so memory does not
-    grow with the split: only each batch's scores and each clip's score are kept. The overlay clips are predicted
+    Clips stream through in the protocol's scoring batches (4 clips, or 1 for AURORA's and AVSBench's), so memory
+    does not grow with the split: only each batch's scores and each clip's score are kept. The overlay clips are predicted
     again at the end (greedy decoding gives the same masks). `batch_size` clips share a `generate`, whatever the
     scoring batch: predicted clips wait until their scoring batch is complete.
     """
@@ -172,6 +177,11 @@ def results_table(metrics: dict) -> str:
         value = metrics.get(split, {}).get(key)
         return "–" if value is None else f"{value:.4f}"
 
+    if metrics["protocol"] == "avsbench":  # J and F per split, each the mean over its clips
+        splits = [split for split, scores in metrics.items() if isinstance(scores, dict) and "J" in scores]
+        rows = "".join(f"| {split} | {cell(split, 'J')} | {cell(split, 'F')} |\n" for split in splits)
+        return "Protocol: avsbench\n\n| split | J | F |\n|---|---|---|\n" + rows
+
     header = "| Seen J | Seen F | Unseen J | Unseen F | Mix J | Mix F | Null S (lower is better) |\n|---|---|---|---|---|---|---|\n"
     row = [
         cell("test_s", "J"),
@@ -188,12 +198,18 @@ def results_table(metrics: dict) -> str:
 def add_arguments(parser) -> None:
     parser.add_argument("--model", required=True, help="AURORA model folder (or Hub id)")
     parser.add_argument("--data", required=True, help="data set folder written by `aurora-trl data build`")
-    parser.add_argument("--splits", nargs="+", default=list(SPLIT_NAMES), help="splits to score")
+    parser.add_argument(
+        "--benchmark",
+        choices=("refavs", "avsbench"),
+        default="refavs",
+        help="refavs: a data set of `data build`; avsbench: one of `data build-avsbench` (its own J and F, per clip)",
+    )
+    parser.add_argument("--splits", nargs="+", help="splits to score (default: test_s test_u test_n; AVSBench: test)")
     parser.add_argument(
         "--protocol",
         choices=("refavs", "aurora"),
         default="refavs",
-        help="refavs: the benchmark's (256 px, J at 0.4); aurora: AURORA's own variant",
+        help="Ref-AVS only. refavs: the benchmark's (256 px, J at 0.4); aurora: AURORA's own variant",
     )
     parser.add_argument("--max-new-tokens", type=int, default=MAX_ANSWER_TOKENS, help="answer length limit (AURORA's)")
     parser.add_argument("--limit", type=int, help="score only the first N rows of each split")
@@ -208,12 +224,15 @@ def run(args) -> int:
 
     from aurora_trl.modeling import AuroraForSegmentation, load_processor
 
+    avsbench = args.benchmark == "avsbench"
+    protocol = "avsbench" if avsbench else args.protocol
+    splits = args.splits or (["test"] if avsbench else list(SPLIT_NAMES))
     try:
         dataset = load_from_disk(args.data)
     except FileNotFoundError as err:
         print(f"error: cannot read the data set {args.data}: {err}", file=sys.stderr)
         return 2
-    unknown = [s for s in args.splits if s not in dataset]
+    unknown = [s for s in splits if s not in dataset]
     if unknown:
         print(f"error: split(s) {', '.join(unknown)} not in {args.data} (has {', '.join(dataset)})", file=sys.stderr)
         return 2
@@ -222,9 +241,9 @@ def run(args) -> int:
         model,
         load_processor(args.model),
         dataset,
-        args.splits,
+        splits,
         Path(args.out),
-        args.protocol,
+        protocol,
         args.max_new_tokens,
         args.limit,
         batch_size=args.batch_size,
