@@ -9,6 +9,7 @@ from PIL import Image
 
 from aurora_trl.apps.curves import PANELS, curve_series
 from aurora_trl.apps.quickstart import COLUMNS, STAGE_RUNS, UNTRAINED, over_seeds, results_table, run_seeds
+from aurora_trl.apps.transfer import FINE_TUNED, run_transfer, transfer_table
 
 
 @pytest.mark.slow
@@ -54,6 +55,13 @@ def test_quickstart_trains_every_stage_and_beats_the_untrained_model(tmp_path):
     assert {"mask/iou", "iou/mean"} <= set(series["mask IoU (train batches)"])
     with Image.open(out / "curves.png") as plot:
         assert plot.format == "PNG" and plot.width > 1000 and len(PANELS) == 3
+
+    # Zero-shot transfer of every stage to a synthetic AVSBench S4 twin, next to a model fine-tuned on it.
+    transfer = run_transfer(out, clips=10, seed=0, steps_scale=0.25, eval_limit=2, max_new_tokens=16)
+    assert list(transfer) == [UNTRAINED, *STAGE_RUNS, FINE_TUNED]
+    assert all(0.0 <= scores["J"] <= 1.0 and scores["clips"] == 2 for scores in transfer.values())
+    assert (out / "runs" / "tiny-avsbench" / "merged" / "config.json").is_file()
+    assert (out / "avsbench.md").read_text() == transfer_table(transfer)
 
 
 def test_seed_table_gives_mean_and_half_range():

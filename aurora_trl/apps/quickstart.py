@@ -1,13 +1,15 @@
 """`aurora-trl quickstart`: every part of AURORA, end to end, on a laptop CPU in minutes.
 
-    aurora-trl quickstart [--out quickstart] [--steps-scale 1.0] [--eval-limit N] [--seeds 0 1 2]
+    aurora-trl quickstart [--out quickstart] [--steps-scale 1.0] [--eval-limit N] [--seeds 0 1 2] [--avsbench]
 
 1. synthetic Ref-AVS clips (`aurora-trl data synth`) built into a data set (`aurora-trl data build`);
 2. a tiny random AURORA model (`aurora-trl tiny --sam-size 128`), scored before training;
 3. the four tiny recipes in `recipes/tiny/`, each in its own process exactly as `python recipes/tiny/X.yaml`
    would run it (only `--max_steps` is scaled): Stage 0 teacher, Stage 1 CoT SFT with distillation, Stage 2
    reflective SFT, Stage 3 GRPO; each stage's merged model is scored on Seen, Unseen and Null;
-4. `results.md`: one row per model (Seen J/F, Unseen J/F, Null S), and `curves.png`: the training curves.
+4. `results.md`: one row per model (Seen J/F, Unseen J/F, Null S), and `curves.png`: the training curves;
+5. with `--avsbench`, each model's zero-shot score on a synthetic AVSBench S4 twin next to a model fine-tuned on it
+   (`aurora_trl/apps/transfer.py`, `avsbench.md`).
 
 Everything lands in `--out`, laid out as the recipes expect (`data/`, `models/`, `runs/`), so each stage can be
 rerun on its own from there: `cd quickstart && python ../recipes/tiny/sft.yaml`. With several `--seeds`, each seed
@@ -202,6 +204,9 @@ def add_arguments(parser) -> None:
         help="seeds of the data and the tiny model; several give each number as mean ± half-range",
     )
     parser.add_argument("--recipes", default=str(RECIPES), help="folder of the tiny recipes")
+    parser.add_argument(
+        "--avsbench", action="store_true", help="also score every stage zero-shot on a synthetic AVSBench S4 twin"
+    )
 
 
 def run(args) -> int:
@@ -226,4 +231,14 @@ def run(args) -> int:
     say(f"done in {time.perf_counter() - start:.0f} s; results in {Path(args.out) / 'results.md'}")
     print(results_table(results, spreads))
     print(f"training curves: {Path(args.out) / 'curves.png'}")
+    if args.avsbench:
+        from aurora_trl.apps.transfer import run_transfer, transfer_table
+
+        for seed in args.seeds:  # each seed's quickstart is scored on its own twin
+            folder = Path(args.out) / f"seed{seed}" if len(args.seeds) > 1 else Path(args.out)
+            transfer = run_transfer(
+                folder, args.clips, seed, args.steps_scale, args.eval_limit, args.max_new_tokens, recipes
+            )
+            say(f"zero-shot transfer to the AVSBench S4 twin (seed {seed}), in {folder / 'avsbench.md'}")
+            print(transfer_table(transfer))
     return 0
