@@ -18,6 +18,7 @@ command prints rows in = rows out + rows skipped per split.
 """
 
 import csv
+import io
 import json
 import sys
 from pathlib import Path
@@ -69,10 +70,11 @@ def read_clip(root: Path, subset: str, row: dict) -> dict:
     frames, size = [], None
     for path in images:
         try:
-            with Image.open(root / path) as image:
+            data = (root / path).read_bytes()  # read once: checked here, stored as they are
+            with Image.open(io.BytesIO(data)) as image:
                 image.load()
                 size = size or image.size
-                frames.append((root / path).read_bytes())
+            frames.append(data)
         except FileNotFoundError:
             raise BadClip(f"missing frame {Path(path).name}") from None
         except (UnidentifiedImageError, OSError) as err:

@@ -113,10 +113,10 @@ def run_recipe(path: str | os.PathLike, main, make_parser, argv: list[str] | Non
 def run_script(argv: list[str], main, make_parser):
     """A stage script run as a module: `python -m aurora_trl.scripts.sft --config RECIPE [flags]` (TRL's script
     style), or with flags alone."""
-    check_process_count()
     if "--config" in argv:
         at = argv.index("--config")
         return run_recipe(argv[at + 1], main, make_parser, argv[:at] + argv[at + 2 :])
+    check_process_count()  # `run_recipe` checks on the other route
     return main(*make_parser().parse_args_into_dataclasses(args=argv))
 
 
