@@ -156,13 +156,19 @@ def build_tiny_processor(
 
 
 def tiny_thinker_config(
-    tokenizer, hidden_size: int = 64, config_class=Qwen2_5OmniThinkerConfig, vocab_size: int | None = None, **extra
+    tokenizer,
+    hidden_size: int = 64,
+    config_class=Qwen2_5OmniThinkerConfig,
+    vocab_size: int | None = None,
+    local_window: int | None = None,
+    **extra,
 ):
     """A tiny [`~transformers.Qwen2_5OmniThinkerConfig`] (or `config_class`) whose token ids match `tokenizer`.
 
     The vocabulary (`vocab_size` rows, by default the tokenizer length rounded up to a multiple of 64 with at least
-    one spare row) leaves room for `[SEG]` without a resize, as a base checkpoint's spare rows do. `extra` are
-    further config fields.
+    one spare row) leaves room for `[SEG]` without a resize, as a base checkpoint's spare rows do. With
+    `local_window`, the top layer attends only to the last `local_window` tokens (Qwen2's sliding window; the
+    first layer keeps full attention). `extra` are further config fields.
     """
     ids = tokenizer.convert_tokens_to_ids
     vocab_size = vocab_size or (len(tokenizer) // 64 + 1) * 64
@@ -179,6 +185,8 @@ def tiny_thinker_config(
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
     )
+    if local_window:
+        text_config.update(use_sliding_window=True, sliding_window=local_window, max_window_layers=1)
     vision_config = dict(
         depth=2,
         hidden_size=32,
@@ -271,7 +279,13 @@ TINY_SAM = dict(
 )
 
 
-def build_tiny_model(seed: int = 0, sam_image_size: int = 64, processor=None, corpus: list[str] | None = None):
+def build_tiny_model(
+    seed: int = 0,
+    sam_image_size: int = 64,
+    processor=None,
+    corpus: list[str] | None = None,
+    local_window: int | None = None,
+):
     """A tiny random [`AuroraForSegmentation`] and its processor (with `[SEG]`): `(model, processor)`.
 
     Args:
@@ -283,6 +297,8 @@ def build_tiny_model(seed: int = 0, sam_image_size: int = 64, processor=None, co
             A processor from [`build_tiny_processor`]`(with_seg=True)` to reuse.
         corpus (`list[str]`, *optional*):
             Domain texts for a new processor's tokenizer ([`build_tiny_tokenizer`]).
+        local_window (`int`, *optional*):
+            A sliding window for the top layer ([`tiny_thinker_config`]).
     """
     from aurora_trl.modeling.configuration_aurora import AuroraConfig
     from aurora_trl.modeling.modeling_aurora import AuroraForSegmentation
@@ -295,6 +311,7 @@ def build_tiny_model(seed: int = 0, sam_image_size: int = 64, processor=None, co
         config_class=AuroraConfig,
         seg_token_id=seg_token_id,
         sam_image_size=sam_image_size,
+        local_window=local_window,
         **TINY_SAM,
     )
     torch.manual_seed(seed)
@@ -304,14 +321,20 @@ def build_tiny_model(seed: int = 0, sam_image_size: int = 64, processor=None, co
 
 
 def save_tiny_model(
-    out_dir: str | Path, seed: int = 0, sam_image_size: int = 64, corpus: list[str] | None = None
+    out_dir: str | Path,
+    seed: int = 0,
+    sam_image_size: int = 64,
+    corpus: list[str] | None = None,
+    local_window: int | None = None,
 ) -> Path:
     """Write a tiny random [`AuroraForSegmentation`] and its processor to `out_dir` (what `aurora-trl tiny` does).
 
     The folder loads with `AuroraForSegmentation.from_pretrained(out_dir)` and [`load_processor`]`(out_dir)`.
     """
     out_dir = Path(out_dir)
-    model, processor = build_tiny_model(seed=seed, sam_image_size=sam_image_size, corpus=corpus)
+    model, processor = build_tiny_model(
+        seed=seed, sam_image_size=sam_image_size, corpus=corpus, local_window=local_window
+    )
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return out_dir
@@ -326,6 +349,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a data set folder (aurora-trl data build) whose train texts the tokenizer learns, a token per word",
     )
     parser.add_argument(
+        "--local-window",
+        type=int,
+        help="the top layer attends only to this many last tokens (a sliding window): its [SEG] state then follows "
+        "the answer's last words",
+    )
+    parser.add_argument(
         "--base-only", action="store_true", help="write only a plain Qwen2.5-Omni thinker (a base checkpoint)"
     )
 
@@ -335,6 +364,8 @@ def run(args: argparse.Namespace) -> int:
         out = save_tiny_thinker(args.out, seed=args.seed)
     else:
         corpus = corpus_from_dataset(args.tokenizer_corpus) if args.tokenizer_corpus else None
-        out = save_tiny_model(args.out, seed=args.seed, sam_image_size=args.sam_size, corpus=corpus)
+        out = save_tiny_model(
+            args.out, seed=args.seed, sam_image_size=args.sam_size, corpus=corpus, local_window=args.local_window
+        )
     print(json.dumps({"out": str(out), "files": sorted(p.name for p in Path(out).iterdir())}))
     return 0

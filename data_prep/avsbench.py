@@ -63,6 +63,14 @@ def read_metadata(root: Path, subset: str) -> list[dict]:
         ]
 
 
+def sounding_pixels(mask: Image.Image) -> np.ndarray:
+    """The pixels a ground-truth mask marks: non-zero grey values (S4's binary masks) or non-zero palette indices
+    (MS3's palette masks; read as indices, since a palette may draw an object's index in black)."""
+    if mask.mode == "P":
+        return np.asarray(mask) != 0
+    return np.asarray(mask.convert("L")) > 0
+
+
 def read_clip(root: Path, subset: str, row: dict) -> dict:
     """The clip's frames (PNG bytes), masks (0/255 PNG bytes, empty where not annotated), annotated flags and
     16 kHz WAV bytes; `BadClip` with the reason when a file is missing or unreadable."""
@@ -87,7 +95,7 @@ def read_clip(root: Path, subset: str, row: dict) -> dict:
             continue
         try:
             with Image.open(root / path) as mask:
-                array = np.asarray(mask.convert("L")) > 0  # S4 binary, MS3 palette: any non-zero index sounds
+                array = sounding_pixels(mask)
         except FileNotFoundError:
             raise BadClip(f"missing mask {Path(path).name}") from None
         except (UnidentifiedImageError, OSError) as err:

@@ -55,6 +55,15 @@ def tiny_aurora_dir(tmp_path_factory):
     return save_tiny_model(tmp_path_factory.mktemp("tiny_aurora") / "model", seed=0, sam_image_size=64)
 
 
+@pytest.fixture(scope="session")
+def tiny_local_aurora_dir(tmp_path_factory):
+    """`tiny_aurora_dir` with a sliding window of 6 tokens in its top layer (the quickstart's tiny model)."""
+    from aurora_trl.tiny import save_tiny_model
+
+    out = tmp_path_factory.mktemp("tiny_local_aurora") / "model"
+    return save_tiny_model(out, seed=0, sam_image_size=64, local_window=6)
+
+
 @pytest.fixture
 def tiny_aurora(tiny_aurora_dir):
     """A fresh `(model, processor)` loaded from `tiny_aurora_dir` (tests may modify it)."""

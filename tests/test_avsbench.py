@@ -100,6 +100,18 @@ def damage(root):
     }
 
 
+def test_palette_masks_are_read_by_index_even_where_the_palette_draws_black():
+    from data_prep.avsbench import sounding_pixels
+
+    indices = np.zeros((4, 6), dtype=np.uint8)
+    indices[1, 2], indices[3, 5] = 1, 2
+    mask = Image.fromarray(indices, mode="P")
+    mask.putpalette([0, 0, 0, 0, 0, 0, 200, 30, 30] + [0] * (256 * 3 - 9))  # index 1 drawn black
+    assert sounding_pixels(mask).tolist() == (indices != 0).tolist()
+    grey = Image.fromarray((indices != 0).astype(np.uint8) * 255, mode="L")
+    assert sounding_pixels(grey).tolist() == (indices != 0).tolist()
+
+
 def test_every_damaged_row_is_reported_with_its_reason(tmp_path, capsys):
     root = tmp_path / "s4"
     write_synthetic_avsbench(root, "s4", clips=12, seed=2, size=48)

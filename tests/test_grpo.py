@@ -203,23 +203,34 @@ def test_format_reward_gets_the_token_ids_and_the_seg_id(tiny_aurora_dir, synth_
 
 
 @pytest.mark.parametrize(
-    "seg_bias, checkpointing, dtype",
+    "seg_bias, checkpointing, dtype, model",
     [
-        (-100.0, False, torch.float32),
-        (5.0, False, torch.float32),
-        (5.0, True, torch.float32),
-        (5.0, False, torch.bfloat16),
+        (-100.0, False, torch.float32, "tiny_aurora_dir"),
+        (5.0, False, torch.float32, "tiny_aurora_dir"),
+        (5.0, True, torch.float32, "tiny_aurora_dir"),
+        (5.0, False, torch.bfloat16, "tiny_aurora_dir"),
+        (-100.0, False, torch.float32, "tiny_local_aurora_dir"),
+        (5.0, False, torch.float32, "tiny_local_aurora_dir"),
     ],
-    ids=["none_wrote_seg", "some_wrote_seg", "some_wrote_seg_gradient_checkpointing", "some_wrote_seg_bf16"],
+    ids=[
+        "none_wrote_seg",
+        "some_wrote_seg",
+        "some_wrote_seg_gradient_checkpointing",
+        "some_wrote_seg_bf16",
+        "none_wrote_seg_sliding_window",
+        "some_wrote_seg_sliding_window",
+    ],
 )
 def test_seg_states_from_generation_equal_a_full_forward(
-    tiny_aurora_dir, synth_dataset, tmp_path, seg_bias, checkpointing, dtype
+    request, synth_dataset, tmp_path, seg_bias, checkpointing, dtype, model
 ):
     """Each rollout's `[SEG]` state comes from generation: where it wrote `[SEG]`, from the step that fed it; where
     it did not, from `It is [SEG].` forwarded on the generation's KV cache (as inference appends it). Both equal the
     state a full forward of prompt + answer gives (to 1e-5 in float32, to bf16's rounding of values near 1-2 in
     bf16), and the IoU reward is that of the masks decoded from it; a rollout without `[SEG]` is not scored on its
-    last token's state."""
+    last token's state. The same holds for a model whose top layer has a sliding window (whose windows must not
+    reach the masked slots of a rollout that ended early)."""
+    tiny_aurora_dir = request.getfixturevalue(model)
     dataset = load_from_disk(str(synth_dataset))["train"]
     seg = json.loads((tiny_aurora_dir / "config.json").read_text())["seg_token_id"]
     eos = load_processor(tiny_aurora_dir).tokenizer.eos_token_id

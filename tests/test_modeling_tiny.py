@@ -1,6 +1,7 @@
 """The tiny offline builders: processor, base thinker checkpoint, and the `aurora-trl tiny` command."""
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from transformers import Qwen2_5OmniThinkerForConditionalGeneration
@@ -67,3 +68,43 @@ def test_tiny_command_writes_a_loadable_model(tmp_path, capsys, synth_dataset):
     assert cli_main(["tiny", "--out", str(tmp_path / "base"), "--base-only"]) == 0
     base = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(tmp_path / "base")
     assert type(base) is Qwen2_5OmniThinkerForConditionalGeneration
+
+
+def test_local_window_limits_the_top_layer_and_sdpa_applies_it(tiny_local_aurora_dir):
+    """`local_window` gives the top layer a sliding window: a token further back than the window reaches the top
+    layer's output only through the first layer. transformers warns that sdpa does not implement sliding windows;
+    it does, through the attention mask, and gives eager attention's states."""
+    sdpa = AuroraForSegmentation.from_pretrained(tiny_local_aurora_dir, attn_implementation="sdpa").eval()
+    eager = AuroraForSegmentation.from_pretrained(tiny_local_aurora_dir, attn_implementation="eager").eval()
+    assert sdpa.config.get_text_config().layer_types == ["full_attention", "sliding_attention"]
+    torch.manual_seed(0)
+    input_ids = torch.randint(10, 200, (2, 30))
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, :7] = 0  # left padding
+    with torch.no_grad():
+        got = sdpa.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        expected = eager.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        torch.testing.assert_close(got[0], expected[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(got[1, 7:], expected[1, 7:], atol=1e-5, rtol=1e-5)
+        attentions = eager.model(input_ids=input_ids, attention_mask=attention_mask, output_attentions=True).attentions
+    last_query_first, last_query_top = attentions[0][0, :, -1], attentions[-1][0, :, -1]  # (heads, keys)
+    assert (last_query_first[:, :-6] > 0).all()
+    assert (last_query_top[:, :-6] == 0).all() and (last_query_top[:, -6:] > 0).all()
+
+
+def test_seg_states_refeed_follows_the_sliding_layers():
+    from transformers import Qwen2_5OmniTextConfig
+
+    from aurora_trl.modeling.generation_states import refed_tokens
+
+    full = Qwen2_5OmniTextConfig(num_hidden_layers=2)
+    top = Qwen2_5OmniTextConfig(num_hidden_layers=3, use_sliding_window=True, sliding_window=6, max_window_layers=1)
+    assert refed_tokens(full) == 0 and refed_tokens(top) == 10  # 5 tokens per sliding layer
+    below = Qwen2_5OmniTextConfig(
+        num_hidden_layers=2,
+        use_sliding_window=True,
+        sliding_window=6,
+        layer_types=["sliding_attention", "full_attention"],
+    )
+    with pytest.raises(ValueError, match="on top of the full-attention ones"):
+        refed_tokens(below)

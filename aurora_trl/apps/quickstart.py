@@ -34,6 +34,10 @@ RECIPES = Path(__file__).resolve().parents[2] / "recipes" / "tiny"
 STAGE_RUNS = {stage.label: f"runs/tiny-{stage.key}" for stage in STAGES}
 UNTRAINED = "untrained"
 TINY_SAM_SIZE = 128
+# The tiny model's top layer attends to the last 6 tokens only. With full attention, its two layers average the
+# whole 500-token context into every state: answers lose their place and loop, and the [SEG] state is nearly the
+# same whatever the answer says. Local attention makes each step's text follow from the words before it.
+TINY_LOCAL_WINDOW = 6
 # Clips generated at once: a tiny model's answers are short, and a batch of 16 keeps scoring a few seconds a split.
 EVAL_BATCH = 16
 COLUMNS = [("test_s", "J", "Seen J"), ("test_s", "F", "Seen F"), ("test_u", "J", "Unseen J")]
@@ -54,7 +58,11 @@ def prepare_inputs(out: Path, clips: int, seed: int) -> None:
     # The tokenizer learns the training texts, a token per word: a whole answer is then about 60 tokens (a
     # reflective one 120), which the GRPO rollouts can reach; byte-level units made it 200-500.
     save_tiny_model(
-        out / "models" / "tiny", seed=seed, sam_image_size=TINY_SAM_SIZE, corpus=corpus_from_dataset(built)
+        out / "models" / "tiny",
+        seed=seed,
+        sam_image_size=TINY_SAM_SIZE,
+        corpus=corpus_from_dataset(built),
+        local_window=TINY_LOCAL_WINDOW,
     )
 
 

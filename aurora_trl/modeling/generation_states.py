@@ -8,6 +8,10 @@ none, and inference appends `It is [SEG].`, or `[SEG]` was the last token sample
 forwarded, on top of that cache, at the positions a full forward would give them. No second forward of the prompt
 and its ten frames is needed.
 
+A model with sliding-window layers (a window of `w` tokens, counted by cache slot) re-feeds the last `w - 1` kept
+tokens of such an answer per sliding layer with its remaining ones, so that no masked slot falls inside a window
+that reaches `[SEG]`: the windows then hold the tokens a full forward's do.
+
 The positions follow the Qwen2.5-Omni thinker: `generate` passes the backbone `position_ids` of shape `(4, B, L)`
 (text positions, then the three M-RoPE components), and each generated token's position is the previous one + 1.
 """
@@ -15,6 +19,8 @@ The positions follow the Qwen2.5-Omni thinker: `generate` passes the backbone `p
 from collections.abc import Sequence
 
 import torch
+
+from .tokens import multimodal_token_ids
 
 
 class SegStateRecorder:
@@ -43,8 +49,9 @@ class SegStateRecorder:
         self.sharded = sharded
         self.backbone = model.get_backbone()
         self.seg_token_id = model.seg_token_id
+        self.refeed = refed_tokens(model.config.get_text_config())
         self._hook = None
-        self._prefill = None  # (prompt attention mask (B, P), last prompt positions (3, B))
+        self._prefill = None  # (prompt ids (B, P), prompt attention mask (B, P), last prompt positions (3, B))
         self._cache = None
         self._fed_steps = 0  # generated tokens fed back (the last one sampled never is)
         # each row's state at the latest `[SEG]` it was fed, and that token's completion index (-1: none yet), kept
@@ -70,7 +77,7 @@ class SegStateRecorder:
                 )
             if mask is None:  # generate drops the mask of an unpadded batch
                 mask = torch.ones_like(input_ids)
-            self._prefill = (mask, positions[-3:, :, -1])
+            self._prefill = (input_ids, mask, positions[-3:, :, -1])
         else:
             hidden = output.last_hidden_state[:, -1]
             if self._latest_state is None:
@@ -105,7 +112,7 @@ class SegStateRecorder:
             if last_seg < cached and latest[row] == last_seg:
                 states[row] = self._latest_state[row]
             else:
-                pending.append((row, cached, list(answer[cached:]), last_seg - cached))
+                pending.append((row, cached, list(answer), last_seg))
         if pending:
             for (row, *_), state in zip(pending, self._forward_remainders(pending)):
                 states[row] = state
@@ -118,28 +125,40 @@ class SegStateRecorder:
 
     def _forward_remainders(self, pending: list[tuple[int, int, list[int], int]]) -> list[torch.Tensor]:
         """Forward each pending row's uncached answer tokens on top of the generation cache, masking the cached
-        slots its answer does not hold (its end of turn, the padding after it)."""
-        prompt_mask, last_positions = self._prefill
+        slots its answer does not hold (its end of turn, the padding after it). With sliding-window layers, the
+        last `self.refeed` cached tokens before them (answer tokens, then the prompt's closing text) are forwarded
+        again and their cached copies masked. Each pending entry is `(row, cached answer tokens, answer, index of
+        its last [SEG])`."""
+        _, prompt_mask, last_positions = self._prefill
         cached = None if self._cache is None else self._cache.get_seq_length()
         if cached != prompt_mask.shape[1] + self._fed_steps:
             raise RuntimeError(
                 f"generation kept a KV cache of {cached} positions for {prompt_mask.shape[1]} prompt and "
                 f"{self._fed_steps} fed tokens: generate with use_cache=True (and gradient checkpointing off)"
             )
-        rows = torch.tensor([row for row, *_ in pending], device=prompt_mask.device)
-        length = max(len(tokens) for _, _, tokens, _ in pending)
-        pad = self._pad_id()
-        input_ids = torch.full((len(pending), length), pad, dtype=torch.long, device=prompt_mask.device)
+        device = prompt_mask.device
+        rows = torch.tensor([row for row, *_ in pending], device=device)
+        kept_prompt, fed_mask, forwarded, offsets, indices = prompt_mask[rows].clone(), [], [], [], []
+        for i, (row, cached, answer, last_seg) in enumerate(pending):
+            from_answer = min(self.refeed, cached)
+            from_prompt = self.refeed - from_answer
+            head = self._prompt_tail(row, from_prompt)
+            if from_prompt:
+                kept_prompt[i, -from_prompt:] = 0
+            forwarded.append(head + list(answer[cached - from_answer :]))
+            fed_mask.append([1] * (cached - from_answer) + [0] * (self._fed_steps - cached + from_answer))
+            offsets.append(cached - self.refeed)  # the first forwarded token's place after the prompt's last
+            indices.append(self.refeed + last_seg - cached)
+        length = max(len(tokens) for tokens in forwarded)
+        input_ids = torch.full((len(pending), length), self._pad_id(), dtype=torch.long, device=device)
         new_mask = torch.zeros_like(input_ids)
-        fed_mask = torch.zeros((len(pending), self._fed_steps), dtype=prompt_mask.dtype, device=prompt_mask.device)
-        offsets = torch.zeros(len(pending), dtype=torch.long, device=prompt_mask.device)
-        for i, (_, cached, tokens, _) in enumerate(pending):
-            input_ids[i, : len(tokens)] = torch.tensor(tokens, device=prompt_mask.device)
+        for i, tokens in enumerate(forwarded):
+            input_ids[i, : len(tokens)] = torch.tensor(tokens, device=device)
             new_mask[i, : len(tokens)] = 1
-            fed_mask[i, :cached] = 1
-            offsets[i] = cached
-        attention_mask = torch.cat([prompt_mask[rows], fed_mask, new_mask.to(prompt_mask.dtype)], dim=1)
-        steps = torch.arange(length, device=prompt_mask.device)
+        fed = torch.tensor(fed_mask, dtype=prompt_mask.dtype, device=device).reshape(len(pending), self._fed_steps)
+        attention_mask = torch.cat([kept_prompt, fed, new_mask.to(prompt_mask.dtype)], dim=1)
+        steps = torch.arange(length, device=device)
+        offsets = torch.tensor(offsets, device=device)
         positions = last_positions[:, rows, None] + 1 + offsets[None, :, None] + steps[None, None, :]
         self._cache.batch_select_indices(rows)
         hidden = self.backbone(
@@ -149,7 +168,22 @@ class SegStateRecorder:
             past_key_values=self._cache,
             use_cache=True,
         ).last_hidden_state
-        return [hidden[i, index] for i, (*_, index) in enumerate(pending)]
+        return [hidden[i, index] for i, index in enumerate(indices)]
+
+    def _prompt_tail(self, row: int, count: int) -> list[int]:
+        """The last `count` prompt tokens of `row`: text that follows the media (its positions then step by one), as
+        the chat template's closing `<|im_end|>`, `<|im_start|>assistant` always is."""
+        if not count:
+            return []
+        prompt_ids, prompt_mask, _ = self._prefill
+        tail = prompt_ids[row, -count:].tolist()
+        media = set(multimodal_token_ids(self.model.config))
+        if not bool(prompt_mask[row, -count:].all()) or media.intersection(tail):
+            raise RuntimeError(
+                f"the prompt's last {count} tokens must be text, left-padded: re-forwarding them keeps the "
+                "sliding-window layers' [SEG] state exact"
+            )
+        return tail
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -159,3 +193,19 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
             break
         n += 1
     return n
+
+
+def refed_tokens(text_config) -> int:
+    """How many kept answer tokens [`SegStateRecorder`] forwards again for an answer continued on the cache: none
+    without sliding-window layers; `window - 1` per sliding layer with them, which makes the `[SEG]` state exact when
+    the sliding layers are the top ones (as Qwen2's `max_window_layers` places them)."""
+    layer_types = list(getattr(text_config, "layer_types", None) or [])
+    if "sliding_attention" not in layer_types:
+        return 0
+    first = layer_types.index("sliding_attention")
+    if "full_attention" in layer_types[first:]:
+        raise ValueError(
+            "[SEG] states from generation need the sliding-window layers on top of the full-attention ones, got "
+            f"layer_types={layer_types}"
+        )
+    return (text_config.sliding_window - 1) * (len(layer_types) - first)
