@@ -186,7 +186,8 @@ def tiny_thinker_config(
         tie_word_embeddings=False,
     )
     if local_window:
-        text_config.update(use_sliding_window=True, sliding_window=local_window, max_window_layers=1)
+        top = text_config["num_hidden_layers"] - 1  # layers from `max_window_layers` on slide
+        text_config.update(use_sliding_window=True, sliding_window=local_window, max_window_layers=top)
     vision_config = dict(
         depth=2,
         hidden_size=32,

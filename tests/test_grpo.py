@@ -211,6 +211,7 @@ def test_format_reward_gets_the_token_ids_and_the_seg_id(tiny_aurora_dir, synth_
         (5.0, False, torch.bfloat16, "tiny_aurora_dir"),
         (-100.0, False, torch.float32, "tiny_local_aurora_dir"),
         (5.0, False, torch.float32, "tiny_local_aurora_dir"),
+        (-100.0, False, torch.bfloat16, "tiny_local_aurora_dir"),
     ],
     ids=[
         "none_wrote_seg",
@@ -219,6 +220,7 @@ def test_format_reward_gets_the_token_ids_and_the_seg_id(tiny_aurora_dir, synth_
         "some_wrote_seg_bf16",
         "none_wrote_seg_sliding_window",
         "some_wrote_seg_sliding_window",
+        "none_wrote_seg_sliding_window_bf16",
     ],
 )
 def test_seg_states_from_generation_equal_a_full_forward(

@@ -50,6 +50,7 @@ class SegStateRecorder:
         self.backbone = model.get_backbone()
         self.seg_token_id = model.seg_token_id
         self.refeed = refed_tokens(model.config.get_text_config())
+        self._media_ids = set(multimodal_token_ids(model.config)) if self.refeed else set()
         self._hook = None
         self._prefill = None  # (prompt ids (B, P), prompt attention mask (B, P), last prompt positions (3, B))
         self._cache = None
@@ -177,8 +178,7 @@ class SegStateRecorder:
             return []
         prompt_ids, prompt_mask, _ = self._prefill
         tail = prompt_ids[row, -count:].tolist()
-        media = set(multimodal_token_ids(self.model.config))
-        if not bool(prompt_mask[row, -count:].all()) or media.intersection(tail):
+        if not bool(prompt_mask[row, -count:].all()) or self._media_ids.intersection(tail):
             raise RuntimeError(
                 f"the prompt's last {count} tokens must be text, left-padded: re-forwarding them keeps the "
                 "sliding-window layers' [SEG] state exact"
