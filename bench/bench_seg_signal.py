@@ -11,7 +11,10 @@ is in the text) and measures:
    norm, and the same for the projector's output (the SAM prompt);
 2. whether the class can be read from the state: a linear probe (multinomial logistic regression on standardised
    states, three quarters to fit, one quarter held out) against always guessing the majority class;
-3. with `--decoder-oracle`, whether SAM can segment by class at all: the mask decoder trained alone (AdamW, lr 1e-3,
+3. whether the masks follow the prompt: each row's clip decoded under its own prompt and under the prompt of the
+   next row that names another class, the mean |change| of the mask logits against their mean |value| and the share
+   of pixels that change side;
+4. with `--decoder-oracle`, whether SAM can segment by class at all: the mask decoder trained alone (AdamW, lr 1e-3,
    300 steps of 4 clips) with one learned prompt per class in place of the projected state, and its held-out IoU.
 
 A state that barely varies and a probe at the majority rate mean the text does not reach the masks: the masks are
@@ -79,6 +82,27 @@ def probe_accuracy(features: torch.Tensor, labels: list[str], seed: int = 0) -> 
     return accuracy, majority
 
 
+def prompt_sensitivity(model, prompts: torch.Tensor, extras, labels: list[str]) -> tuple[float, float]:
+    """`(mean |logit change| / mean |logit|, share of pixels that change side)` when each row's clip is decoded
+    under the prompt of the next row that names another class instead of its own (low-resolution logits)."""
+    others = []
+    for i, label in enumerate(labels):
+        following = [j % len(labels) for j in range(i + 1, i + len(labels))]
+        others.append(next((j for j in following if labels[j] != label), i))
+    change = magnitude = flipped = pixels = 0.0
+    with torch.no_grad():
+        for start in range(0, len(labels), 8):
+            rows = range(start, min(start + 8, len(labels)))
+            embeddings = torch.stack([extras[i][0] for i in rows])
+            own = model.predict_masks(prompts[list(rows)], image_embeddings=embeddings)
+            swapped = model.predict_masks(prompts[[others[i] for i in rows]], image_embeddings=embeddings)
+            change += (swapped - own).abs().sum().item()
+            magnitude += own.abs().sum().item()
+            flipped += ((swapped > 0) != (own > 0)).sum().item()
+            pixels += own.numel()
+    return change / magnitude, flipped / pixels
+
+
 def decoder_oracle(model, extras, labels: list[str], steps: int = 300, seed: int = 0) -> float:
     """Held-out IoU of the mask decoder trained alone, prompted by one learned embedding per class."""
     from aurora_trl.losses import clip_mask_losses
@@ -142,6 +166,11 @@ def main() -> None:
     print(f"  state:     {spread(states)}")
     print(f"  projected: {spread(prompts)}")
     print(f"  class read back by a linear probe: {accuracy:.2f} held out (majority class {majority:.2f})")
+    relative_change, flipped = prompt_sensitivity(model, prompts, extras, labels)
+    print(
+        f"  masks under another class's prompt: logits change by {relative_change:.1e} of their size, "
+        f"{flipped:.1e} of pixels change side"
+    )
     if args.decoder_oracle:
         print(
             f"  decoder alone, one learned prompt per class: held-out IoU {decoder_oracle(model, extras, labels):.3f}"
