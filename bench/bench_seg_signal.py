@@ -1,7 +1,7 @@
 """Does a model's `[SEG]` state carry its answer? A diagnosis of a (tiny) model on a built data set.
 
     python bench/bench_seg_signal.py --model quickstart/runs/tiny-teacher/merged --data quickstart/data/synth-ds \
-        [--rows 160] [--decoder-oracle]
+        [--rows 160] [--decoder-oracle] [--scenes quickstart/data/synth/scenes.jsonl]
 
 The masks of an AURORA model depend on its answer only through the final-layer state at `[SEG]`. This script
 teacher-forces each of `--rows` non-null training rows with its direct answer `It is {class} [SEG].` (the right class
@@ -15,13 +15,16 @@ is in the text) and measures:
    next row that names another class, the mean |change| of the mask logits against their mean |value| and the share
    of pixels that change side;
 4. with `--decoder-oracle`, whether SAM can segment by class at all: the mask decoder trained alone (AdamW, lr 1e-3,
-   300 steps of 4 clips) with one learned prompt per class in place of the projected state, and its held-out IoU.
+   300 steps of 4 clips) with one learned prompt per class in place of the projected state, and its held-out IoU;
+   with `--scenes` (the `scenes.jsonl` of synthetic clips) also one prompt per slot of the target, one per colour,
+   and a single prompt for every row (no information: the decoder alone).
 
 A state that barely varies and a probe at the majority rate mean the text does not reach the masks: the masks are
 then the same whatever the answer says, and neither the IoU reward nor the mask losses can teach the reasoning.
 """
 
 import argparse
+import json
 import random
 import sys
 from pathlib import Path
@@ -104,7 +107,8 @@ def prompt_sensitivity(model, prompts: torch.Tensor, extras, labels: list[str]) 
 
 
 def decoder_oracle(model, extras, labels: list[str], steps: int = 300, seed: int = 0) -> float:
-    """Held-out IoU of the mask decoder trained alone, prompted by one learned embedding per class."""
+    """Held-out IoU of the mask decoder trained alone, prompted by one learned embedding per label (the model's
+    decoder is trained in place, then given its weights back, so that each call starts from the model's own)."""
     from aurora_trl.losses import clip_mask_losses
     from aurora_trl.metrics import clip_iou
 
@@ -116,6 +120,7 @@ def decoder_oracle(model, extras, labels: list[str], steps: int = 300, seed: int
     train, held_out = data[:cut], data[cut:]
     prompts = torch.nn.Embedding(len(names), model.config.sam_prompt_dim)
     decoder = list(model.sam.mask_decoder.parameters())
+    own_weights = {k: v.clone() for k, v in model.sam.mask_decoder.state_dict().items()}
     optimizer = torch.optim.AdamW([*prompts.parameters(), *decoder], lr=1e-3, weight_decay=0.0)
 
     def masks(batch):
@@ -138,7 +143,22 @@ def decoder_oracle(model, extras, labels: list[str], steps: int = 300, seed: int
         for start in range(0, len(held_out), 8):
             batch = held_out[start : start + 8]
             ious += [clip_iou(m, b[2]) for m, b in zip(masks(batch), batch)]
+    model.sam.mask_decoder.load_state_dict(own_weights)
     return sum(ious) / len(ious)
+
+
+def oracle_labels_by_name(rows, classes: list[str], scenes_path: str | None) -> dict[str, list[str]]:
+    """The decoder oracle's labellings of `rows`: the class, and with a synthetic `scenes.jsonl` the target's slot and
+    colour and one label for all."""
+    labellings = {"one learned prompt per class": classes}
+    if scenes_path:
+        with open(scenes_path, encoding="utf-8") as f:
+            scenes = {scene["vid"]: scene["objects"] for scene in map(json.loads, f)}
+        targets = [scenes[row["vid"]][int(row["fid"])] for row in rows]
+        labellings["one per slot of the target"] = [t["slot"] for t in targets]
+        labellings["one per colour of the target"] = [t["color"] for t in targets]
+        labellings["one prompt for all rows"] = ["any"] * len(rows)
+    return labellings
 
 
 def main() -> None:
@@ -147,6 +167,9 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="a data set built by `aurora-trl data build`")
     parser.add_argument("--rows", type=int, default=160, help="non-null training rows to read")
     parser.add_argument("--decoder-oracle", action="store_true", help="also train the decoder alone on class prompts")
+    parser.add_argument(
+        "--scenes", help="synthetic clips' scenes.jsonl: the oracle also tries slot, colour and one-prompt labels"
+    )
     args = parser.parse_args()
 
     from datasets import load_from_disk
@@ -172,9 +195,9 @@ def main() -> None:
         f"{flipped:.1e} of pixels change side"
     )
     if args.decoder_oracle:
-        print(
-            f"  decoder alone, one learned prompt per class: held-out IoU {decoder_oracle(model, extras, labels):.3f}"
-        )
+        for name, oracle_labels in oracle_labels_by_name(rows, labels, args.scenes).items():
+            iou = decoder_oracle(model, extras, oracle_labels)
+            print(f"  decoder alone, {name}: held-out IoU {iou:.3f}")
 
 
 if __name__ == "__main__":
