@@ -321,21 +321,40 @@ def build_tiny_model(
     return model.eval(), processor
 
 
+SAM_PRETRAINING_REPORT = "sam_pretraining.json"
+
+
 def save_tiny_model(
     out_dir: str | Path,
     seed: int = 0,
     sam_image_size: int = 64,
     corpus: list[str] | None = None,
     local_window: int | None = None,
+    sam_pretraining_data: str | Path | None = None,
+    sam_pretraining_steps: int = 400,
 ) -> Path:
     """Write a tiny random [`AuroraForSegmentation`] and its processor to `out_dir` (what `aurora-trl tiny` does).
 
     The folder loads with `AuroraForSegmentation.from_pretrained(out_dir)` and [`load_processor`]`(out_dir)`.
+    With `sam_pretraining_data` (a data set built by `aurora-trl data build`), SAM's mask decoder is first taught to
+    segment the object under a point prompt (`sam_pretraining_steps` steps of
+    [`~aurora_trl.sam_pretrain.pretrain_mask_decoder`]), as a real model's SAM comes pretrained; how well it then
+    follows its prompt is written to `sam_pretraining.json`.
     """
     out_dir = Path(out_dir)
     model, processor = build_tiny_model(
         seed=seed, sam_image_size=sam_image_size, corpus=corpus, local_window=local_window
     )
+    if sam_pretraining_data is not None:
+        from datasets import load_from_disk
+
+        from aurora_trl.sam_pretrain import pretrain_mask_decoder
+
+        report = pretrain_mask_decoder(
+            model, load_from_disk(str(sam_pretraining_data)), sam_pretraining_steps, seed=seed
+        )
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / SAM_PRETRAINING_REPORT).write_text(json.dumps(report, indent=2), encoding="utf-8")
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return out_dir
@@ -356,6 +375,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the answer's last words",
     )
     parser.add_argument(
+        "--sam-pretraining-data",
+        help="a data set folder (aurora-trl data build) on whose training rows SAM's mask decoder first learns to "
+        "segment the object under a point prompt, as a real SAM comes pretrained",
+    )
+    parser.add_argument(
+        "--sam-pretraining-steps", type=int, default=400, help="steps of 4 rows for --sam-pretraining-data"
+    )
+    parser.add_argument(
         "--base-only", action="store_true", help="write only a plain Qwen2.5-Omni thinker (a base checkpoint)"
     )
 
@@ -366,7 +393,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         corpus = corpus_from_dataset(args.tokenizer_corpus) if args.tokenizer_corpus else None
         out = save_tiny_model(
-            args.out, seed=args.seed, sam_image_size=args.sam_size, corpus=corpus, local_window=args.local_window
+            args.out,
+            seed=args.seed,
+            sam_image_size=args.sam_size,
+            corpus=corpus,
+            local_window=args.local_window,
+            sam_pretraining_data=args.sam_pretraining_data,
+            sam_pretraining_steps=args.sam_pretraining_steps,
         )
     print(json.dumps({"out": str(out), "files": sorted(p.name for p in Path(out).iterdir())}))
     return 0

@@ -74,12 +74,19 @@ def train_runtime(run_dir: Path) -> tuple[float, int]:
     return state["log_history"][-1]["train_runtime"], state["global_step"]
 
 
-def run_seed(out: Path, seed: int, steps_scale: float, eval_limit: int | None, max_new_tokens: int) -> dict:
+def run_seed(
+    out: Path, seed: int, steps_scale: float, eval_limit: int | None, max_new_tokens: int, sam_pretraining_steps: int
+) -> dict:
     """The quickstart and the variants for one seed: `{row label: numbers}`."""
     from datasets import load_from_disk
 
     results = run_quickstart(
-        out, steps_scale=steps_scale, eval_limit=eval_limit, max_new_tokens=max_new_tokens, seed=seed
+        out,
+        steps_scale=steps_scale,
+        eval_limit=eval_limit,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        sam_pretraining_steps=sam_pretraining_steps,
     )
     dataset = load_from_disk(str(out / "data" / "synth-ds"))
     rows = {label: row_numbers(metrics) for label, metrics in results.items()}
@@ -126,10 +133,15 @@ def main() -> None:
     parser.add_argument("--steps-scale", type=float, default=1.0, help="multiply each recipe's max_steps")
     parser.add_argument("--eval-limit", type=int, help="rows scored per split (default: all)")
     parser.add_argument("--max-new-tokens", type=int, default=160, help="answer length limit when scoring")
+    parser.add_argument(
+        "--sam-pretraining-steps", type=int, default=0, help="the quickstart's point-prompt pretraining of the tiny SAM"
+    )
     args = parser.parse_args()
     out = Path(args.out).resolve()
     per_seed = [
-        run_seed(out / f"seed{seed}", seed, args.steps_scale, args.eval_limit, args.max_new_tokens)
+        run_seed(
+            out / f"seed{seed}", seed, args.steps_scale, args.eval_limit, args.max_new_tokens, args.sam_pretraining_steps
+        )
         for seed in args.seeds
     ]
     table = f"Mean ± half-range over seeds {', '.join(map(str, args.seeds))}.\n\n" + ablation_table(per_seed)
