@@ -338,8 +338,8 @@ def save_tiny_model(
     The folder loads with `AuroraForSegmentation.from_pretrained(out_dir)` and [`load_processor`]`(out_dir)`.
     With `sam_pretraining_data` (a data set built by `aurora-trl data build`), SAM's mask decoder is first taught to
     segment the object under a point prompt (`sam_pretraining_steps` steps of
-    [`~aurora_trl.sam_pretrain.pretrain_mask_decoder`]), as a real model's SAM comes pretrained; how well it then
-    follows its prompt is written to `sam_pretraining.json`.
+    [`~aurora_trl.modeling.sam_pretrain.pretrain_mask_decoder`]), as a real model's SAM comes pretrained; how well
+    it then follows its prompt is written to `sam_pretraining.json`.
     """
     out_dir = Path(out_dir)
     model, processor = build_tiny_model(
@@ -348,7 +348,7 @@ def save_tiny_model(
     if sam_pretraining_data is not None:
         from datasets import load_from_disk
 
-        from aurora_trl.sam_pretrain import pretrain_mask_decoder
+        from aurora_trl.modeling.sam_pretrain import pretrain_mask_decoder
 
         report = pretrain_mask_decoder(
             model, load_from_disk(str(sam_pretraining_data)), sam_pretraining_steps, seed=seed

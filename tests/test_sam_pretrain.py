@@ -1,5 +1,5 @@
-"""The tiny SAM's point-prompt pretraining (`aurora_trl/sam_pretrain.py`): a real AURORA model starts from a SAM
-that segments what its prompt points at; the tiny one is random until it has learnt the same."""
+"""The tiny SAM's point-prompt pretraining (`aurora_trl/modeling/sam_pretrain.py`): a real AURORA model starts from
+a SAM that segments what its prompt points at; the tiny one is random until it has learnt the same."""
 
 import json
 
@@ -8,7 +8,7 @@ import torch
 from datasets import load_from_disk
 
 from aurora_trl.modeling import AuroraForSegmentation
-from aurora_trl.sam_pretrain import pretrain_mask_decoder, target_point
+from aurora_trl.modeling.sam_pretrain import pretrain_mask_decoder, target_point
 from aurora_trl.tiny import SAM_PRETRAINING_REPORT, build_tiny_model, save_tiny_model
 from data_prep.build import build_dataset
 from data_prep.synth import write_synthetic_refavs
