@@ -23,6 +23,7 @@ from transformers import (
 )
 
 from aurora_trl.modeling.processing import OmniProcessorNoVideo
+from aurora_trl.modeling.sam_pretrain import PRETRAINING_STEPS
 from aurora_trl.text import ANSWER_SUFFIX, SEG_TOKEN, SYSTEM_PROMPT, USER_TEMPLATE, format_cot
 
 
@@ -331,7 +332,7 @@ def save_tiny_model(
     corpus: list[str] | None = None,
     local_window: int | None = None,
     sam_pretraining_data: str | Path | None = None,
-    sam_pretraining_steps: int = 400,
+    sam_pretraining_steps: int = PRETRAINING_STEPS,
 ) -> Path:
     """Write a tiny random [`AuroraForSegmentation`] and its processor to `out_dir` (what `aurora-trl tiny` does).
 
@@ -380,7 +381,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "segment the object under a point prompt, as a real SAM comes pretrained",
     )
     parser.add_argument(
-        "--sam-pretraining-steps", type=int, default=400, help="steps of 4 rows for --sam-pretraining-data"
+        "--sam-pretraining-steps",
+        type=int,
+        default=PRETRAINING_STEPS,
+        help="steps of 4 rows for --sam-pretraining-data",
     )
     parser.add_argument(
         "--base-only", action="store_true", help="write only a plain Qwen2.5-Omni thinker (a base checkpoint)"

@@ -46,11 +46,6 @@ COLUMNS = [("test_s", "J", "Seen J"), ("test_s", "F", "Seen F"), ("test_u", "J",
 COLUMNS += [("test_u", "F", "Unseen F"), ("test_n", "S", "Null S ↓")]
 
 
-# Point-prompt steps of 4 rows that teach the tiny SAM to follow its prompt: about 50 s on 2 cores, after which it
-# segments the object under a held-out point with IoU 0.88-0.92 (0.0 for a point elsewhere).
-SAM_PRETRAINING_STEPS = 400
-
-
 def prepare_inputs(out: Path, clips: int, seed: int, sam_pretraining_steps: int = 0) -> None:
     """The synthetic data set and the tiny model, where the tiny recipes look for them."""
     from aurora_trl.tiny import corpus_from_dataset, save_tiny_model
@@ -232,8 +227,8 @@ def add_arguments(parser) -> None:
         "--sam-pretraining-steps",
         type=int,
         default=0,
-        help=f"first teach the tiny SAM to follow point prompts for this many steps ({SAM_PRETRAINING_STEPS} suffice; "
-        "0: off, the default, see BENCHMARKS.md)",
+        help="first teach the tiny SAM to follow point prompts for this many steps (400 suffice; 0: off, the "
+        "default, see BENCHMARKS.md)",
     )
     parser.add_argument(
         "--avsbench", action="store_true", help="also score every stage zero-shot on a synthetic AVSBench S4 twin"
