@@ -163,6 +163,13 @@ def parse_answer_class(text: str) -> str | None:
     return (normalize_class(matches[-1]) or None) if matches else None
 
 
+def answer_start(text: str) -> int | None:
+    """Where the class phrase of the *last* `the target is …` phrase of `text` begins (a character offset), as
+    [`parse_answer_class`] reads it; None without one."""
+    matches = list(_TARGET_RE.finditer(text or ""))
+    return matches[-1].start(1) if matches else None
+
+
 def names_class(named: str | None, class_name: str) -> bool:
     """Whether a parsed answer names `class_name`; for null rows "none", "nothing" and "no object" count too."""
     if named is None:

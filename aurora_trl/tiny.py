@@ -22,8 +22,9 @@ from transformers import (
     WhisperFeatureExtractor,
 )
 
+from aurora_trl.modeling.lm_pretrain import LM_PRETRAINING_STEPS, pretrain_language_model
 from aurora_trl.modeling.processing import OmniProcessorNoVideo
-from aurora_trl.modeling.sam_pretrain import PRETRAINING_STEPS
+from aurora_trl.modeling.sam_pretrain import PRETRAINING_STEPS, pretrain_mask_decoder
 from aurora_trl.text import ANSWER_SUFFIX, SEG_TOKEN, SYSTEM_PROMPT, USER_TEMPLATE, format_cot
 
 
@@ -323,6 +324,14 @@ def build_tiny_model(
 
 
 SAM_PRETRAINING_REPORT = "sam_pretraining.json"
+LM_PRETRAINING_REPORT = "lm_pretraining.json"
+
+
+def load_dataset_folder(path: str | Path):
+    """A data set saved by `aurora-trl data build` (imported here: `datasets` is only needed to pretrain)."""
+    from datasets import load_from_disk
+
+    return load_from_disk(str(path))
 
 
 def save_tiny_model(
@@ -333,6 +342,8 @@ def save_tiny_model(
     local_window: int | None = None,
     sam_pretraining_data: str | Path | None = None,
     sam_pretraining_steps: int = PRETRAINING_STEPS,
+    lm_pretraining_data: str | Path | None = None,
+    lm_pretraining_steps: int = LM_PRETRAINING_STEPS,
 ) -> Path:
     """Write a tiny random [`AuroraForSegmentation`] and its processor to `out_dir` (what `aurora-trl tiny` does).
 
@@ -340,22 +351,27 @@ def save_tiny_model(
     With `sam_pretraining_data` (a data set built by `aurora-trl data build`), SAM's mask decoder is first taught to
     segment the object under a point prompt (`sam_pretraining_steps` steps of
     [`~aurora_trl.modeling.sam_pretrain.pretrain_mask_decoder`]), as a real model's SAM comes pretrained; how well
-    it then follows its prompt is written to `sam_pretraining.json`.
+    it then follows its prompt is written to `sam_pretraining.json`. With `lm_pretraining_data`, the language model
+    first learns the data set's answers from their text alone (`lm_pretraining_steps` steps of
+    [`~aurora_trl.modeling.lm_pretrain.pretrain_language_model`]), as a real model's LLM comes pretrained; its
+    held-out accuracy is written to `lm_pretraining.json`.
     """
     out_dir = Path(out_dir)
     model, processor = build_tiny_model(
         seed=seed, sam_image_size=sam_image_size, corpus=corpus, local_window=local_window
     )
+    reports = {}
     if sam_pretraining_data is not None:
-        from datasets import load_from_disk
-
-        from aurora_trl.modeling.sam_pretrain import pretrain_mask_decoder
-
-        report = pretrain_mask_decoder(
-            model, load_from_disk(str(sam_pretraining_data)), sam_pretraining_steps, seed=seed
+        data = load_dataset_folder(sam_pretraining_data)
+        reports[SAM_PRETRAINING_REPORT] = pretrain_mask_decoder(model, data, sam_pretraining_steps, seed=seed)
+    if lm_pretraining_data is not None:
+        data = load_dataset_folder(lm_pretraining_data)
+        reports[LM_PRETRAINING_REPORT] = pretrain_language_model(
+            model, processor, data, lm_pretraining_steps, seed=seed
         )
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / SAM_PRETRAINING_REPORT).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, report in reports.items():
+        (out_dir / name).write_text(json.dumps(report, indent=2), encoding="utf-8")
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return out_dir
@@ -387,6 +403,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="steps of 4 rows for --sam-pretraining-data",
     )
     parser.add_argument(
+        "--lm-pretraining-data",
+        help="a data set folder (aurora-trl data build) whose training answers the language model first learns from "
+        "their text alone (no frames or audio), as a real LLM comes pretrained",
+    )
+    parser.add_argument(
+        "--lm-pretraining-steps",
+        type=int,
+        default=LM_PRETRAINING_STEPS,
+        help="steps of 32 rows for --lm-pretraining-data",
+    )
+    parser.add_argument(
         "--base-only", action="store_true", help="write only a plain Qwen2.5-Omni thinker (a base checkpoint)"
     )
 
@@ -404,6 +431,8 @@ def run(args: argparse.Namespace) -> int:
             local_window=args.local_window,
             sam_pretraining_data=args.sam_pretraining_data,
             sam_pretraining_steps=args.sam_pretraining_steps,
+            lm_pretraining_data=args.lm_pretraining_data,
+            lm_pretraining_steps=args.lm_pretraining_steps,
         )
     print(json.dumps({"out": str(out), "files": sorted(p.name for p in Path(out).iterdir())}))
     return 0

@@ -75,9 +75,10 @@ def train_runtime(run_dir: Path) -> tuple[float, int]:
 
 
 def run_seed(
-    out: Path, seed: int, steps_scale: float, eval_limit: int | None, max_new_tokens: int, sam_pretraining_steps: int
+    out: Path, seed: int, steps_scale: float, eval_limit: int | None, max_new_tokens: int, **pretraining_steps
 ) -> dict:
-    """The quickstart and the variants for one seed: `{row label: numbers}`."""
+    """The quickstart and the variants for one seed: `{row label: numbers}`; `pretraining_steps` are the
+    quickstart's `sam_pretraining_steps` and `lm_pretraining_steps`."""
     from datasets import load_from_disk
 
     results = run_quickstart(
@@ -86,7 +87,7 @@ def run_seed(
         eval_limit=eval_limit,
         max_new_tokens=max_new_tokens,
         seed=seed,
-        sam_pretraining_steps=sam_pretraining_steps,
+        **pretraining_steps,
     )
     dataset = load_from_disk(str(out / "data" / "synth-ds"))
     rows = {label: row_numbers(metrics) for label, metrics in results.items()}
@@ -134,19 +135,29 @@ def main() -> None:
     parser.add_argument("--eval-limit", type=int, help="rows scored per split (default: all)")
     parser.add_argument("--max-new-tokens", type=int, default=160, help="answer length limit when scoring")
     parser.add_argument(
-        "--sam-pretraining-steps", type=int, default=0, help="the quickstart's point-prompt pretraining of the tiny SAM"
+        "--sam-pretraining-steps",
+        type=int,
+        default=0,
+        help="the quickstart's point-prompt pretraining of the tiny SAM",
+    )
+    parser.add_argument(
+        "--lm-pretraining-steps", type=int, default=0, help="the quickstart's text-only pretraining of the tiny LM"
     )
     args = parser.parse_args()
     out = Path(args.out).resolve()
-    per_seed = [
-        run_seed(
-            out / f"seed{seed}", seed, args.steps_scale, args.eval_limit, args.max_new_tokens, args.sam_pretraining_steps
+    pretraining = dict(
+        sam_pretraining_steps=args.sam_pretraining_steps, lm_pretraining_steps=args.lm_pretraining_steps
+    )
+    per_seed = []
+    for seed in args.seeds:
+        per_seed.append(
+            run_seed(out / f"seed{seed}", seed, args.steps_scale, args.eval_limit, args.max_new_tokens, **pretraining)
         )
-        for seed in args.seeds
-    ]
-    table = f"Mean ± half-range over seeds {', '.join(map(str, args.seeds))}.\n\n" + ablation_table(per_seed)
-    (out / "ablations.md").write_text(table, encoding="utf-8")
-    (out / "ablations.json").write_text(json.dumps({"seeds": args.seeds, "per_seed": per_seed}, indent=2))
+        # Written after every seed, so that a long run stopped early still leaves the seeds it finished.
+        done = args.seeds[: len(per_seed)]
+        table = f"Mean ± half-range over seeds {', '.join(map(str, done))}.\n\n" + ablation_table(per_seed)
+        (out / "ablations.md").write_text(table, encoding="utf-8")
+        (out / "ablations.json").write_text(json.dumps({"seeds": done, "per_seed": per_seed}, indent=2))
     print(table)
 
 

@@ -15,7 +15,7 @@ from aurora_trl.modeling import (
     multimodal_token_ids,
     select_seg_hidden_states,
 )
-from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy, lora_config
+from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy, lora_config, trainable
 from aurora_trl.modeling.sam import SAM_PIXEL_MEAN, SAM_PIXEL_STD, preprocess_frames
 from aurora_trl.text import ANSWER_SUFFIX, SEG_TOKEN
 from aurora_trl.tiny import TINY_SAM
@@ -247,15 +247,24 @@ def test_policy_without_lora_sets_requires_grad():
 
     model, _ = build_tiny_model(sam_image_size=64)
     apply_training_policy(model, TrainingPolicy(use_lora=False, train_llm=False, train_lm_head=False))
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert any(n.startswith("seg_projector.") for n in trainable)
-    assert any(n.startswith("sam.mask_decoder.transformer.") for n in trainable)
-    assert "model.language_model.embed_tokens.weight" in trainable
-    assert "lm_head.weight" not in trainable
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any(n.startswith("seg_projector.") for n in trained)
+    assert any(n.startswith("sam.mask_decoder.transformer.") for n in trained)
+    assert "model.language_model.embed_tokens.weight" in trained
+    assert "lm_head.weight" not in trained
     assert not any(
         n.startswith(("model.audio_tower.", "model.visual.", "sam.image_encoder.", "model.language_model.layers."))
-        for n in trainable
+        for n in trained
     )
+
+
+def test_trainable_gives_each_parameter_its_own_trainability_back_even_after_an_error():
+    frozen, open_ = torch.nn.Parameter(torch.zeros(2), requires_grad=False), torch.nn.Parameter(torch.zeros(2))
+    with pytest.raises(RuntimeError, match="stop"):
+        with trainable([frozen, open_]):
+            assert frozen.requires_grad and open_.requires_grad
+            raise RuntimeError("stop")
+    assert not frozen.requires_grad and open_.requires_grad
 
 
 # ----- save / load / base checkpoint / initialisation -----

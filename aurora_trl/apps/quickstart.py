@@ -5,7 +5,8 @@
 1. synthetic Ref-AVS clips (`aurora-trl data synth`) built into a data set (`aurora-trl data build`);
 2. a tiny random AURORA model (`aurora-trl tiny --sam-size 128`), scored before training; with
    `--sam-pretraining-steps N`, its SAM mask decoder first learns point prompts on the training clips, as a real SAM
-   comes pretrained;
+   comes pretrained; with `--lm-pretraining-steps N`, its language model first learns the training answers from
+   their text alone, as a real LLM comes pretrained;
 3. the four tiny recipes in `recipes/tiny/`, each in its own process exactly as `python recipes/tiny/X.yaml`
    would run it (only `--max_steps` is scaled): Stage 0 teacher, Stage 1 CoT SFT with distillation, Stage 2
    reflective SFT, Stage 3 GRPO; each stage's merged model is scored on Seen, Unseen and Null;
@@ -46,7 +47,9 @@ COLUMNS = [("test_s", "J", "Seen J"), ("test_s", "F", "Seen F"), ("test_u", "J",
 COLUMNS += [("test_u", "F", "Unseen F"), ("test_n", "S", "Null S ↓")]
 
 
-def prepare_inputs(out: Path, clips: int, seed: int, sam_pretraining_steps: int = 0) -> None:
+def prepare_inputs(
+    out: Path, clips: int, seed: int, sam_pretraining_steps: int = 0, lm_pretraining_steps: int = 0
+) -> None:
     """The synthetic data set and the tiny model, where the tiny recipes look for them."""
     from aurora_trl.tiny import corpus_from_dataset, save_tiny_model
     from data_prep.build import build_dataset
@@ -61,7 +64,9 @@ def prepare_inputs(out: Path, clips: int, seed: int, sam_pretraining_steps: int 
     # reflective one 120), which the GRPO rollouts can reach; byte-level units made it 200-500.
     # With `sam_pretraining_steps`, SAM's mask decoder first learns to segment what a point prompt points at, on the
     # training clips: a real model's SAM comes pretrained so, and a random one, trained from scratch with the language
-    # model, learns to ignore its [SEG] prompt.
+    # model, learns to ignore its [SEG] prompt. With `lm_pretraining_steps`, the language model first learns the
+    # training answers from their text alone: a real LLM comes able to read its prompt, and the stages' few hundred
+    # rows do not teach a random one that.
     save_tiny_model(
         out / "models" / "tiny",
         seed=seed,
@@ -70,6 +75,8 @@ def prepare_inputs(out: Path, clips: int, seed: int, sam_pretraining_steps: int 
         local_window=TINY_LOCAL_WINDOW,
         sam_pretraining_data=built if sam_pretraining_steps else None,
         sam_pretraining_steps=sam_pretraining_steps,
+        lm_pretraining_data=built if lm_pretraining_steps else None,
+        lm_pretraining_steps=lm_pretraining_steps,
     )
 
 
@@ -146,18 +153,19 @@ def run_quickstart(
     seed: int = 0,
     recipes: Path = RECIPES,
     sam_pretraining_steps: int = 0,
+    lm_pretraining_steps: int = 0,
 ) -> dict[str, dict]:
     """The whole pipeline for one seed; returns `{row label: metrics}` and writes `results.md` and `curves.png` to
     `out`."""
     from datasets import load_from_disk
 
     from aurora_trl.apps.curves import plot_training_curves
-    from aurora_trl.tiny import SAM_PRETRAINING_REPORT
+    from aurora_trl.tiny import LM_PRETRAINING_REPORT, SAM_PRETRAINING_REPORT
 
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     say(f"[data] {clips} synthetic clips and a tiny model in {out}")
-    prepare_inputs(out, clips, seed, sam_pretraining_steps)
+    prepare_inputs(out, clips, seed, sam_pretraining_steps, lm_pretraining_steps)
     dataset = load_from_disk(str(out / "data" / "synth-ds"))
     say("[eval] the untrained model")
     results = {
@@ -176,8 +184,12 @@ def run_quickstart(
     runs = {label: out / run_dir for label, run_dir in STAGE_RUNS.items()}
     plot_training_curves(runs, out / "curves.png")
     summary = {"results": results, "train_seconds": timings, "steps_scale": steps_scale, "eval_limit": eval_limit}
-    if sam_pretraining_steps:
-        summary["sam_pretraining"] = json.loads((out / "models" / "tiny" / SAM_PRETRAINING_REPORT).read_text())
+    for key, steps, report in (
+        ("sam_pretraining", sam_pretraining_steps, SAM_PRETRAINING_REPORT),
+        ("lm_pretraining", lm_pretraining_steps, LM_PRETRAINING_REPORT),
+    ):
+        if steps:
+            summary[key] = json.loads((out / "models" / "tiny" / report).read_text())
     (out / "results.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return results
 
@@ -231,6 +243,13 @@ def add_arguments(parser) -> None:
         "default, see BENCHMARKS.md)",
     )
     parser.add_argument(
+        "--lm-pretraining-steps",
+        type=int,
+        default=0,
+        help="first teach the tiny language model the training answers from their text alone for this many steps "
+        "(300 suffice; 0: off, the default, see BENCHMARKS.md)",
+    )
+    parser.add_argument(
         "--avsbench", action="store_true", help="also score every stage zero-shot on a synthetic AVSBench S4 twin"
     )
 
@@ -249,6 +268,7 @@ def run(args) -> int:
         max_new_tokens=args.max_new_tokens,
         recipes=recipes,
         sam_pretraining_steps=args.sam_pretraining_steps,
+        lm_pretraining_steps=args.lm_pretraining_steps,
     )
     try:
         results, spreads = run_seeds(Path(args.out), args.seeds, **options)

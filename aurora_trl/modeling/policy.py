@@ -23,6 +23,7 @@ Under DeepSpeed ZeRO-3 the rows train another way (`token_rows="seg-masked"`, se
 is cast to float32 (DeepSpeed keeps the float32 master weights).
 """
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -43,6 +44,20 @@ UNUSED_PARAMETERS = (
 )
 # How the rows of the embeddings and the LM head train (`TrainingPolicy.token_rows`).
 TOKEN_ROWS = ("seg", "seg-masked", "all")
+
+
+@contextmanager
+def trainable(parameters):
+    """Make `parameters` trainable inside the block and give each its own `requires_grad` back after it: the tiny
+    model's pretrainings train parts that a stage's policy may keep frozen, and must leave the policy as it was."""
+    previous = {p: p.requires_grad for p in parameters}
+    for p in previous:
+        p.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for p, was_trainable in previous.items():
+            p.requires_grad_(was_trainable)
 
 
 @dataclass

@@ -23,6 +23,7 @@ import torch
 from aurora_trl.data_row import annotated_frames, clip_id, mask_tensor
 from aurora_trl.losses import clip_mask_losses
 from aurora_trl.metrics import clip_iou
+from aurora_trl.modeling.policy import trainable
 from aurora_trl.modeling.sam import preprocess_frames
 
 
@@ -150,20 +151,16 @@ def pretrain_mask_decoder(
     report = {f"before_{k}": v for k, v in prompt_following(model, held_out).items()} if held_out else {}
     sam = model.sam
     parameters = [*sam.mask_decoder.parameters(), *sam.prompt_encoder.point_embeddings[1].parameters()]
-    trainable = {p: p.requires_grad for p in parameters}
-    for p in parameters:
-        p.requires_grad_(True)
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.0)
     rng = random.Random(seed)
-    for _ in range(steps):
-        batch = rng.sample(train, batch_size)
-        masks = decode_with_points(model, batch, torch.stack([e.point for e in batch]))
-        bce, dice = clip_mask_losses(masks, [e.masks for e in batch])
-        optimizer.zero_grad()
-        (BCE_WEIGHT * bce + DICE_WEIGHT * dice).backward()
-        optimizer.step()
-    for p, was_trainable in trainable.items():
-        p.requires_grad_(was_trainable)
+    with trainable(parameters):
+        for _ in range(steps):
+            batch = rng.sample(train, batch_size)
+            masks = decode_with_points(model, batch, torch.stack([e.point for e in batch]))
+            bce, dice = clip_mask_losses(masks, [e.masks for e in batch])
+            optimizer.zero_grad()
+            (BCE_WEIGHT * bce + DICE_WEIGHT * dice).backward()
+            optimizer.step()
     if held_out:
         report.update(prompt_following(model, held_out))
     return {**report, "rows": len(train), "seconds": time.perf_counter() - start}

@@ -92,6 +92,15 @@ def multimodal_token_ids(config) -> list[int]:
     return sorted({i for i in ids if isinstance(i, int) and i >= 0})
 
 
+# Labels that the loss skips (the prompt of a teacher-forced row, and padding): the transformers convention.
+IGNORE_INDEX = -100
+
+
+def response_ids(tokenizer, text: str) -> list[int]:
+    """Token ids of a response: its text, then the end of turn."""
+    return tokenizer(text + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+
+
 def pad_sequences(rows: Sequence[torch.Tensor], pad_id: int, side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
     """1-D token rows as one `(B, longest)` batch and its attention mask, padded with `pad_id` on `side` ("right"
     for teacher-forced training rows, "left" for generation, which appends on the right)."""

@@ -15,11 +15,8 @@ import torch
 from aurora_trl.data_row import annotated_frames, clip_id, decode_audio, mask_tensor
 from aurora_trl.modeling.processing import media_token_count
 from aurora_trl.modeling.sam import preprocess_frames
-from aurora_trl.modeling.tokens import pad_sequences
+from aurora_trl.modeling.tokens import IGNORE_INDEX, pad_sequences, response_ids
 from aurora_trl.text import build_prompt, target_text, teacher_target
-
-
-IGNORE_INDEX = -100
 
 
 def prompt_inputs(processor, row: dict, frames: list, waveform) -> dict:
@@ -28,11 +25,6 @@ def prompt_inputs(processor, row: dict, frames: list, waveform) -> dict:
     prompt = build_prompt(row["expression"], num_frames=len(frames))
     text = processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
     return processor(text=[text], images=frames, audio=[waveform], return_tensors="pt")
-
-
-def response_ids(tokenizer, text: str) -> list[int]:
-    """Token ids of a response: its text, then the end of turn."""
-    return tokenizer(text + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
 
 
 def sequence_length(processor, row: dict, target: str, image_sizes, audio_samples: int) -> int:
