@@ -21,6 +21,18 @@ from aurora_trl.trainers.sft_config import AuroraSFTConfig
 CPU_RUN = dict(report_to="none", use_cpu=True, bf16=False, save_strategy="no", gradient_checkpointing=False, seed=0)
 
 
+def built_synthetic_dataset(folder: Path, clips: int, seed: int, size: int) -> Path:
+    """Synthetic Ref-AVS clips written to `folder/raw` and built, with both annotation dumps, into `folder/ds`
+    (returned; read it with `load_from_disk`)."""
+    from data_prep.build import build_dataset
+    from data_prep.synth import write_synthetic_refavs
+
+    raw = folder / "raw"
+    write_synthetic_refavs(raw, clips=clips, seed=seed, size=size)
+    build_dataset(raw, folder / "ds", stage1=raw / "stage1_cot.json", stage2=raw / "stage2_reflective.jsonl")
+    return folder / "ds"
+
+
 def sft_config(output_dir, **overrides) -> AuroraSFTConfig:
     """A CPU AuroraSFTConfig for a few steps of the tiny model; `overrides` replace any default."""
     values = dict(max_steps=2, per_device_train_batch_size=2, learning_rate=1e-2, logging_steps=1, **CPU_RUN)

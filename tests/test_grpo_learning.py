@@ -36,9 +36,7 @@ from aurora_trl.scripts.common import save_merged
 from aurora_trl.tiny import corpus_from_dataset, save_tiny_model
 from aurora_trl.trainers.grpo_trainer import AuroraGRPOTrainer
 from aurora_trl.trainers.sft_trainer import AuroraSFTTrainer
-from data_prep.build import build_dataset
-from data_prep.synth import write_synthetic_refavs
-from tests.helpers import grpo_config, sft_config
+from tests.helpers import built_synthetic_dataset, grpo_config, sft_config
 
 
 GRPO_ROWS, CLIPS_PER_STEP, EPOCHS = 20, 2, 4
@@ -81,9 +79,7 @@ def sft_stage(source, out_dir, train, processor, target: str, steps: int, seed: 
 def grpo_from_stage2(tmp_path, seed: int = 0, rollout_mask_loss: bool = True) -> dict:
     """Stage 1 and 2, then GRPO; returns the held-out J before and after, the per-epoch mean rewards and the names
     of the trainable parameters GRPO changed."""
-    write_synthetic_refavs(tmp_path / "raw", clips=60, seed=seed, size=64)
-    raw = tmp_path / "raw"
-    build_dataset(raw, tmp_path / "ds", stage1=raw / "stage1_cot.json", stage2=raw / "stage2_reflective.jsonl")
+    built_synthetic_dataset(tmp_path, clips=60, seed=seed, size=64)
     dataset = load_from_disk(str(tmp_path / "ds"))
     save_tiny_model(
         tmp_path / "tiny",

@@ -8,12 +8,16 @@ import torch
 from datasets import load_from_disk
 
 from aurora_trl.modeling import AuroraForSegmentation, load_processor
-from aurora_trl.modeling.lm_pretrain import pretrain_language_model, text_batch, text_examples
+from aurora_trl.modeling.lm_pretrain import (
+    pretrain_language_model,
+    response_token_index,
+    text_batch,
+    text_examples,
+)
 from aurora_trl.modeling.tokens import response_ids
 from aurora_trl.text import SYSTEM_PROMPT, sft_target
 from aurora_trl.tiny import LM_PRETRAINING_REPORT, build_tiny_model, corpus_from_dataset, save_tiny_model
-from data_prep.build import build_dataset
-from data_prep.synth import write_synthetic_refavs
+from tests.helpers import built_synthetic_dataset
 
 
 TEXT_COLUMNS = ["expression", "reasoning", "class_name"]
@@ -23,11 +27,7 @@ REFERENCE_STEP = "(reference):"
 @pytest.fixture(scope="module")
 def clips_dataset(tmp_path_factory):
     """60 synthetic clips (114 training rows with a Stage-1 answer, 20 held out), built with both dumps."""
-    raw = tmp_path_factory.mktemp("lm_pretrain") / "raw"
-    write_synthetic_refavs(raw, clips=60, seed=3, size=48)
-    out = raw.with_name("ds")
-    build_dataset(raw, out, stage1=raw / "stage1_cot.json", stage2=raw / "stage2_reflective.jsonl")
-    return out
+    return built_synthetic_dataset(tmp_path_factory.mktemp("lm_pretrain"), clips=60, seed=3, size=48)
 
 
 def test_text_examples_are_the_prompt_without_media_then_the_stage1_answer(tiny_aurora_dir, synth_dataset):
@@ -71,9 +71,8 @@ def reference_step_accuracy(model, processor, rows) -> float:
     hits = []
     for i, (row, example) in enumerate(zip(rows, examples)):
         answer = sft_target(row["reasoning"])
-        step = answer.index(REFERENCE_STEP) + len(REFERENCE_STEP)
-        index = len(response_ids(processor.tokenizer, answer[:step])) - 1  # the word after "(reference):"
-        position = len(example.prompt_ids) + index
+        word = answer.index(REFERENCE_STEP) + len(REFERENCE_STEP) + 1  # the word after "(reference): "
+        position = len(example.prompt_ids) + response_token_index(processor.tokenizer, answer, word)
         hits.append(predicted[i, position - 1].item() == batch["input_ids"][i, position].item())
     return sum(hits) / len(hits)
 

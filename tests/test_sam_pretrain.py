@@ -10,18 +10,13 @@ from datasets import load_from_disk
 from aurora_trl.modeling import AuroraForSegmentation
 from aurora_trl.modeling.sam_pretrain import pretrain_mask_decoder, target_point
 from aurora_trl.tiny import SAM_PRETRAINING_REPORT, build_tiny_model, save_tiny_model
-from data_prep.build import build_dataset
-from data_prep.synth import write_synthetic_refavs
+from tests.helpers import built_synthetic_dataset
 
 
 @pytest.fixture(scope="module")
 def clips_dataset(tmp_path_factory):
     """40 synthetic clips at 64 px (24 training clips, 4 held out), built with both dumps."""
-    raw = tmp_path_factory.mktemp("sam_pretrain") / "raw"
-    write_synthetic_refavs(raw, clips=40, seed=3, size=64)
-    out = raw.with_name("ds")
-    build_dataset(raw, out, stage1=raw / "stage1_cot.json", stage2=raw / "stage2_reflective.jsonl")
-    return out
+    return built_synthetic_dataset(tmp_path_factory.mktemp("sam_pretrain"), clips=40, seed=3, size=64)
 
 
 def test_target_point_is_the_centre_of_the_first_annotated_frame_that_shows_the_target():

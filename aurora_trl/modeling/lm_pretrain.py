@@ -39,6 +39,12 @@ class TextExample:
     answer_index: int | None  # index in `response_ids` of the class's first token; None when none is named
 
 
+def response_token_index(tokenizer, answer: str, offset: int) -> int:
+    """Index in `response_ids(tokenizer, answer)` of the token that begins at character `offset` of `answer` (a word
+    start): the number of tokens before it, counted without the space, which belongs to the word's first token."""
+    return len(response_ids(tokenizer, answer[:offset].rstrip())) - 1  # less the end-of-turn token
+
+
 def text_examples(processor, rows) -> list[TextExample]:
     """The examples of every row with a Stage-1 answer (`reasoning`); the prompt is [`build_prompt`] without media,
     in the processor's chat template, as the stages write it."""
@@ -51,8 +57,7 @@ def text_examples(processor, rows) -> list[TextExample]:
         text = processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
         answer = target_text(row, "reasoning")
         start = answer_start(answer)
-        # The tokens before the class phrase (without the space, which belongs to the class's first token).
-        index = None if start is None else len(response_ids(tokenizer, answer[:start].rstrip())) - 1
+        index = None if start is None else response_token_index(tokenizer, answer, start)
         examples.append(
             TextExample(tokenizer(text, add_special_tokens=False)["input_ids"], response_ids(tokenizer, answer), index)
         )
