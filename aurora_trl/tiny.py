@@ -5,7 +5,7 @@
 writes a tiny random [`AuroraForSegmentation`] with its processor (`--base-only`: a plain Qwen2.5-Omni thinker,
 the "base checkpoint" the model is built from). Sizes follow the verified recipe of the reference notes: text
 hidden 64 with 2 layers, a 2-block vision tower, a 2-layer audio encoder with 128 mel bins, a byte-level BPE
-tokenizer of a few hundred tokens, and SAM with a 32-wide, 1-block ViT.
+tokenizer of a few hundred tokens ([`aurora_trl.tiny_processor`]), and SAM with a 32-wide, 1-block ViT.
 """
 
 import argparse
@@ -13,148 +13,12 @@ import json
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import (
-    PreTrainedTokenizerFast,
-    Qwen2_5OmniThinkerConfig,
-    Qwen2_5OmniThinkerForConditionalGeneration,
-    Qwen2VLImageProcessorPil,
-    WhisperFeatureExtractor,
-)
+from transformers import Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration
 
 from aurora_trl.modeling.lm_pretrain import LM_PRETRAINING_STEPS, pretrain_language_model
-from aurora_trl.modeling.processing import OmniProcessorNoVideo
 from aurora_trl.modeling.sam_pretrain import PRETRAINING_STEPS, pretrain_mask_decoder
-from aurora_trl.text import ANSWER_SUFFIX, SEG_TOKEN, SYSTEM_PROMPT, USER_TEMPLATE, format_cot
-
-
-# Named Omni markers: the processor reads them as tokenizer attributes (`tok.image_token`, ...).
-OMNI_TOKENS = {
-    "image_token": "<|IMAGE|>",
-    "audio_token": "<|AUDIO|>",
-    "video_token": "<|VIDEO|>",
-    "vision_bos_token": "<|vision_bos|>",
-    "vision_eos_token": "<|vision_eos|>",
-    "audio_bos_token": "<|audio_bos|>",
-    "audio_eos_token": "<|audio_eos|>",
-}
-# Same names as Qwen2.5-Omni's own tokenizer, so code written against the tiny one runs on the real one.
-CHAT_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
-
-# Renders `{"type": "audio"}` / `{"type": "image"}` / `{"type": "video"}` blocks with their bos/eos markers, as
-# Qwen2.5-Omni's template does; blocks are recognised by `type` only because Arrow adds `None` keys to them.
-# `{% generation %}` marks assistant text for TRL's `assistant_only_loss`.
-CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' -}}"
-    "{%- if message['content'] is string -%}"
-    "{%- if message['role'] == 'assistant' -%}{% generation %}{{- message['content'] -}}{% endgeneration %}"
-    "{%- else -%}{{- message['content'] -}}{%- endif -%}"
-    "{%- else -%}"
-    "{%- if message['role'] == 'assistant' -%}{% generation %}"
-    "{%- for block in message['content'] -%}{%- if block['type'] == 'text' -%}{{- block['text'] -}}{%- endif -%}"
-    "{%- endfor -%}{% endgeneration %}"
-    "{%- else -%}"
-    "{%- for block in message['content'] -%}"
-    "{%- if block['type'] == 'audio' -%}{{- '<|audio_bos|><|AUDIO|><|audio_eos|>' -}}"
-    "{%- elif block['type'] == 'image' -%}{{- '<|vision_bos|><|IMAGE|><|vision_eos|>' -}}"
-    "{%- elif block['type'] == 'video' -%}{{- '<|vision_bos|><|VIDEO|><|vision_eos|>' -}}"
-    "{%- elif block['type'] == 'text' -%}{{- block['text'] -}}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- endif -%}"
-    "{%- endif -%}"
-    "{{- '<|im_end|>\\n' -}}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
-)
-
-# Text the BPE merges are learned from: the prompt, the answer grammar and a few CoT sentences, so that the
-# tokenizer encodes the project's texts in few tokens.
-_CORPUS = [
-    SYSTEM_PROMPT,
-    USER_TEMPLATE.format(expression="the object making the loudest sound on the left"),
-    format_cot(
-        "A man plays the guitar while a dog sits on the right.",
-        "The audio starts with the sound of the guitar, then a dog barks.",
-        "The first object to make a sound is the guitar.",
-        "guitar",
-    ),
-    f"The target is man. {ANSWER_SUFFIX} The target is dog. {ANSWER_SUFFIX} Wait, let me reconsider.",
-    "piano violin cello car baby woman girl boy cat helicopter lawn-mower hair-dryer emergency-car null",
-]
-TINY_VOCAB_SIZE = 400
-# With a corpus: room for a token per word of a small domain (the synthetic clips use about 150 words), so that a
-# whole four-step answer is a few dozen tokens and fits a tiny model's sampling budget.
-WORD_VOCAB_SIZE = 1024
-
-
-def build_tiny_tokenizer(
-    vocab_size: int | None = None, with_seg: bool = False, corpus: list[str] | None = None
-) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer with Qwen2.5-Omni's chat and multimodal markers, trained in about 0.1 s.
-
-    Args:
-        vocab_size (`int`, *optional*):
-            BPE vocabulary size, markers included; default 400, or 1,024 with a `corpus`.
-        with_seg (`bool`, *optional*, defaults to `False`):
-            Also add `[SEG]`, as a normal (non-special) added token like [`add_seg_token`] does.
-        corpus (`list[str]`, *optional*):
-            Texts of the domain the model will learn (e.g. [`corpus_from_dataset`]), learned besides the
-            project's own texts: their words become single tokens. Byte-level units still spell anything else.
-    """
-    vocab_size = vocab_size or (WORD_VOCAB_SIZE if corpus else TINY_VOCAB_SIZE)
-    specials = list(CHAT_TOKENS) + list(OMNI_TOKENS.values())
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    backend.train_from_iterator(_CORPUS + list(corpus or []), trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        extra_special_tokens=dict(OMNI_TOKENS),
-    )
-    tokenizer.chat_template = CHAT_TEMPLATE
-    if with_seg:
-        tokenizer.add_tokens([SEG_TOKEN])
-    return tokenizer
-
-
-def corpus_from_dataset(path: str | Path, split: str = "train") -> list[str]:
-    """The texts of a data set built by `aurora-trl data build`: its expressions, CoT and reflective paths."""
-    from datasets import load_from_disk
-
-    rows = load_from_disk(str(path))[split].select_columns(["expression", "reasoning", "reflective"])
-    return [text for column in rows.column_names for text in rows[column] if text]
-
-
-def build_tiny_processor(
-    with_seg: bool = False, image_tokens: int = 4, corpus: list[str] | None = None
-) -> OmniProcessorNoVideo:
-    """A Qwen2.5-Omni processor (no video processor) around [`build_tiny_tokenizer`].
-
-    Args:
-        with_seg (`bool`, *optional*, defaults to `False`):
-            Whether the tokenizer already holds `[SEG]`.
-        image_tokens (`int`, *optional*, defaults to `4`):
-            LLM tokens per frame: every frame is resized to `image_tokens · 28²` pixels (min = max).
-        corpus (`list[str]`, *optional*):
-            Domain texts for the tokenizer ([`build_tiny_tokenizer`]).
-    """
-    tokenizer = build_tiny_tokenizer(with_seg=with_seg, corpus=corpus)
-    pixels = 28 * 28 * image_tokens
-    image_processor = Qwen2VLImageProcessorPil(min_pixels=pixels, max_pixels=pixels)
-    feature_extractor = WhisperFeatureExtractor(feature_size=128)
-    return OmniProcessorNoVideo(
-        image_processor=image_processor,
-        feature_extractor=feature_extractor,
-        tokenizer=tokenizer,
-        chat_template=CHAT_TEMPLATE,
-    )
+from aurora_trl.modeling.seg_grounding import GROUNDING_STEPS, pretrain_seg_grounding
+from aurora_trl.tiny_processor import OMNI_TOKENS, build_tiny_processor, corpus_from_dataset
 
 
 def tiny_thinker_config(
@@ -325,6 +189,7 @@ def build_tiny_model(
 
 SAM_PRETRAINING_REPORT = "sam_pretraining.json"
 LM_PRETRAINING_REPORT = "lm_pretraining.json"
+GROUNDING_REPORT = "seg_grounding.json"
 
 
 def load_dataset_folder(path: str | Path):
@@ -344,6 +209,8 @@ def save_tiny_model(
     sam_pretraining_steps: int = PRETRAINING_STEPS,
     lm_pretraining_data: str | Path | None = None,
     lm_pretraining_steps: int = LM_PRETRAINING_STEPS,
+    grounding_data: str | Path | None = None,
+    grounding_steps: int = GROUNDING_STEPS,
 ) -> Path:
     """Write a tiny random [`AuroraForSegmentation`] and its processor to `out_dir` (what `aurora-trl tiny` does).
 
@@ -354,7 +221,10 @@ def save_tiny_model(
     it then follows its prompt is written to `sam_pretraining.json`. With `lm_pretraining_data`, the language model
     first learns the data set's answers from their text alone (`lm_pretraining_steps` steps of
     [`~aurora_trl.modeling.lm_pretrain.pretrain_language_model`]), as a real model's LLM comes pretrained; its
-    held-out accuracy is written to `lm_pretraining.json`.
+    held-out accuracy is written to `lm_pretraining.json`. With `grounding_data`, last, the language model and the
+    `[SEG]` projector learn to point SAM at the object each answer names (`grounding_steps` steps of
+    [`~aurora_trl.modeling.seg_grounding.pretrain_seg_grounding`]; it needs SAM pretrained); how far the masks then
+    follow the answer is written to `seg_grounding.json`.
     """
     out_dir = Path(out_dir)
     model, processor = build_tiny_model(
@@ -369,6 +239,9 @@ def save_tiny_model(
         reports[LM_PRETRAINING_REPORT] = pretrain_language_model(
             model, processor, data, lm_pretraining_steps, seed=seed
         )
+    if grounding_data is not None:
+        data = load_dataset_folder(grounding_data)
+        reports[GROUNDING_REPORT] = pretrain_seg_grounding(model, processor, data, grounding_steps, seed=seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, report in reports.items():
         (out_dir / name).write_text(json.dumps(report, indent=2), encoding="utf-8")
@@ -414,6 +287,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="steps of 32 rows for --lm-pretraining-data",
     )
     parser.add_argument(
+        "--grounding-data",
+        help="a data set folder (aurora-trl data build) on whose training answers the [SEG] token then learns to point "
+        "SAM at the object the answer names (after --sam-pretraining-data), as a real model's [SEG] comes grounded",
+    )
+    parser.add_argument(
+        "--grounding-steps", type=int, default=GROUNDING_STEPS, help="steps of 8 rows for --grounding-data"
+    )
+    parser.add_argument(
         "--base-only", action="store_true", help="write only a plain Qwen2.5-Omni thinker (a base checkpoint)"
     )
 
@@ -433,6 +314,8 @@ def run(args: argparse.Namespace) -> int:
             sam_pretraining_steps=args.sam_pretraining_steps,
             lm_pretraining_data=args.lm_pretraining_data,
             lm_pretraining_steps=args.lm_pretraining_steps,
+            grounding_data=args.grounding_data,
+            grounding_steps=args.grounding_steps,
         )
     print(json.dumps({"out": str(out), "files": sorted(p.name for p in Path(out).iterdir())}))
     return 0

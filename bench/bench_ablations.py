@@ -78,7 +78,7 @@ def run_seed(
     out: Path, seed: int, steps_scale: float, eval_limit: int | None, max_new_tokens: int, **pretraining_steps
 ) -> dict:
     """The quickstart and the variants for one seed: `{row label: numbers}`; `pretraining_steps` are the
-    quickstart's `sam_pretraining_steps` and `lm_pretraining_steps`."""
+    quickstart's `sam_pretraining_steps`, `lm_pretraining_steps` and `grounding_steps`."""
     from datasets import load_from_disk
 
     results = run_quickstart(
@@ -143,10 +143,15 @@ def main() -> None:
     parser.add_argument(
         "--lm-pretraining-steps", type=int, default=0, help="the quickstart's text-only pretraining of the tiny LM"
     )
+    parser.add_argument(
+        "--grounding-steps", type=int, default=0, help="the quickstart's text-only grounding of the tiny [SEG] token"
+    )
     args = parser.parse_args()
     out = Path(args.out).resolve()
     pretraining = dict(
-        sam_pretraining_steps=args.sam_pretraining_steps, lm_pretraining_steps=args.lm_pretraining_steps
+        sam_pretraining_steps=args.sam_pretraining_steps,
+        lm_pretraining_steps=args.lm_pretraining_steps,
+        grounding_steps=args.grounding_steps,
     )
     per_seed = []
     for seed in args.seeds:

@@ -21,7 +21,8 @@ from transformers import (
 )
 
 from aurora_trl.modeling.processing import OmniProcessorNoVideo
-from aurora_trl.tiny import OMNI_TOKENS, tiny_thinker_config
+from aurora_trl.tiny import tiny_thinker_config
+from aurora_trl.tiny_processor import OMNI_TOKENS
 
 
 # Qwen2.5-Omni's names for the ids the wheel gives Qwen-VL names (transformers' Qwen2.5-Omni defaults and processor).

@@ -33,7 +33,8 @@ from aurora_trl.apps.quickstart import TINY_LOCAL_WINDOW, TINY_SAM_SIZE
 from aurora_trl.modeling import AuroraForSegmentation, load_processor
 from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy
 from aurora_trl.scripts.common import save_merged
-from aurora_trl.tiny import corpus_from_dataset, save_tiny_model
+from aurora_trl.tiny import save_tiny_model
+from aurora_trl.tiny_processor import corpus_from_dataset
 from aurora_trl.trainers.grpo_trainer import AuroraGRPOTrainer
 from aurora_trl.trainers.sft_trainer import AuroraSFTTrainer
 from tests.helpers import built_synthetic_dataset, grpo_config, sft_config

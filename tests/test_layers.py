@@ -1,7 +1,7 @@
 """The package's layers, read from the import statements: nothing imports a layer above its own.
 
     ground floor (data_row, text, stages, losses, metrics, rewards, reporting)
-    < modeling (and tiny, which builds tiny models) < trainers < scripts < apps, cli
+    < modeling (and tiny and tiny_processor, which build tiny models) < trainers < scripts < apps, cli
 
 `data_prep` builds data sets with the ground floor only (the row and the text conventions). Below the applications
 nothing imports `data_prep`; the applications use it to build data (the quickstart) and read annotation dumps (the
@@ -19,7 +19,7 @@ LAYERS = ["modeling", "trainers", "scripts", "apps"]  # bottom to top, above the
 # The ground-floor modules that data_prep may use.
 DATA_PREP_MAY_IMPORT = {"aurora_trl.data_row", "aurora_trl.text"}
 # Top-level modules that are not on the ground floor, with the layer they sit on.
-TOP_LEVEL = {"tiny": "modeling", "cli": "apps"}
+TOP_LEVEL = {"tiny": "modeling", "tiny_processor": "modeling", "cli": "apps"}
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -16,7 +16,8 @@ from aurora_trl.modeling.lm_pretrain import (
 )
 from aurora_trl.modeling.tokens import response_ids
 from aurora_trl.text import SYSTEM_PROMPT, sft_target
-from aurora_trl.tiny import LM_PRETRAINING_REPORT, build_tiny_model, corpus_from_dataset, save_tiny_model
+from aurora_trl.tiny import LM_PRETRAINING_REPORT, build_tiny_model, save_tiny_model
+from aurora_trl.tiny_processor import corpus_from_dataset
 from tests.helpers import built_synthetic_dataset
 
 

@@ -10,7 +10,7 @@ from aurora_trl.cli import main as cli_main
 from aurora_trl.modeling import AuroraForSegmentation
 from aurora_trl.modeling.processing import OmniProcessorNoVideo, load_processor
 from aurora_trl.text import SEG_TOKEN, build_prompt
-from aurora_trl.tiny import build_tiny_processor
+from aurora_trl.tiny_processor import build_tiny_processor
 
 
 def _inputs(processor, num_frames=10, seconds=2.0):

@@ -138,7 +138,7 @@ def test_short_cot_fits_a_word_level_tokenizer(synth_dataset):
     """The tiny tokenizer learns the data set's texts a token per word: a whole answer is a few dozen tokens, short
     enough for GRPO's sampling budget (byte-level units made it 200 to 500)."""
     from aurora_trl.text import sft_target
-    from aurora_trl.tiny import build_tiny_tokenizer, corpus_from_dataset
+    from aurora_trl.tiny_processor import build_tiny_tokenizer, corpus_from_dataset
 
     corpus = corpus_from_dataset(synth_dataset)
     assert len(corpus) > 20 and all(isinstance(text, str) and text for text in corpus)

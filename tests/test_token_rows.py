@@ -9,8 +9,9 @@ from trl import ModelConfig
 
 from aurora_trl.modeling import AuroraForSegmentation, load_processor
 from aurora_trl.modeling.policy import TrainingPolicy, apply_training_policy
-from aurora_trl.scripts.common import AuroraScriptArguments, load_model, save_merged
-from aurora_trl.tiny import TINY_SAM, _set_generation_ids, build_tiny_processor, tiny_thinker_config
+from aurora_trl.scripts.common import AuroraScriptArguments, load_model, save_merged, training_policy
+from aurora_trl.tiny import TINY_SAM, _set_generation_ids, tiny_thinker_config
+from aurora_trl.tiny_processor import build_tiny_processor
 from aurora_trl.trainers.sft_trainer import AuroraSFTTrainer
 from tests.helpers import sft_config
 
@@ -40,6 +41,23 @@ def test_trainable_parameters_of_the_tiny_model_are_pinned(tiny_aurora):
     # that decoding uses; one row of 64 in each of the two matrices, not 2 x 448 x 64 (the old full copies: 57,344).
     assert groups == {"LoRA": 3584, "rows": 2 * hidden, "projector": 20800, "decoder": 908992}
     assert sum(groups.values()) == 933504
+
+
+def test_script_flags_keep_the_mask_decoder_and_the_projector_as_loaded(tiny_aurora):
+    from trl import TrlParser
+
+    script_args, model_args = TrlParser((AuroraScriptArguments, ModelConfig)).parse_args_and_config(
+        ["--dataset_name", "d", "--use_peft", "--train_mask_decoder", "False", "--train_projector", "False"]
+    )
+    policy = training_policy(
+        model_args,
+        token_rows=script_args.token_rows,
+        train_mask_decoder=script_args.train_mask_decoder,
+        train_projector=script_args.train_projector,
+    )
+    model, _ = tiny_aurora
+    groups = trainable_by_group(apply_training_policy(model, policy))
+    assert set(groups) == {"LoRA", "rows"}  # no "projector", no "decoder"
 
 
 def test_steps_change_only_the_seg_rows_and_the_merged_model_carries_them(tiny_aurora_dir, synth_dataset, tmp_path):

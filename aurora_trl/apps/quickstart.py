@@ -6,7 +6,8 @@
 2. a tiny random AURORA model (`aurora-trl tiny --sam-size 128`), scored before training; with
    `--sam-pretraining-steps N`, its SAM mask decoder first learns point prompts on the training clips, as a real SAM
    comes pretrained; with `--lm-pretraining-steps N`, its language model first learns the training answers from
-   their text alone, as a real LLM comes pretrained;
+   their text alone, as a real LLM comes pretrained; with `--grounding-steps N` (after SAM's), its `[SEG]` token
+   then learns to point SAM at the object each answer names;
 3. the four tiny recipes in `recipes/tiny/`, each in its own process exactly as `python recipes/tiny/X.yaml`
    would run it (only `--max_steps` is scaled): Stage 0 teacher, Stage 1 CoT SFT with distillation, Stage 2
    reflective SFT, Stage 3 GRPO; each stage's merged model is scored on Seen, Unseen and Null;
@@ -48,10 +49,16 @@ COLUMNS += [("test_u", "F", "Unseen F"), ("test_n", "S", "Null S ↓")]
 
 
 def prepare_inputs(
-    out: Path, clips: int, seed: int, sam_pretraining_steps: int = 0, lm_pretraining_steps: int = 0
+    out: Path,
+    clips: int,
+    seed: int,
+    sam_pretraining_steps: int = 0,
+    lm_pretraining_steps: int = 0,
+    grounding_steps: int = 0,
 ) -> None:
     """The synthetic data set and the tiny model, where the tiny recipes look for them."""
-    from aurora_trl.tiny import corpus_from_dataset, save_tiny_model
+    from aurora_trl.tiny import save_tiny_model
+    from aurora_trl.tiny_processor import corpus_from_dataset
     from data_prep.build import build_dataset
     from data_prep.synth import write_synthetic_refavs
 
@@ -66,7 +73,8 @@ def prepare_inputs(
     # training clips: a real model's SAM comes pretrained so, and a random one, trained from scratch with the language
     # model, learns to ignore its [SEG] prompt. With `lm_pretraining_steps`, the language model first learns the
     # training answers from their text alone: a real LLM comes able to read its prompt, and the stages' few hundred
-    # rows do not teach a random one that.
+    # rows do not teach a random one that. With `grounding_steps`, the [SEG] token then learns to point SAM at the
+    # object that each training answer names, as a real model's [SEG] comes grounded.
     save_tiny_model(
         out / "models" / "tiny",
         seed=seed,
@@ -77,6 +85,8 @@ def prepare_inputs(
         sam_pretraining_steps=sam_pretraining_steps,
         lm_pretraining_data=built if lm_pretraining_steps else None,
         lm_pretraining_steps=lm_pretraining_steps,
+        grounding_data=built if grounding_steps else None,
+        grounding_steps=grounding_steps,
     )
 
 
@@ -154,18 +164,19 @@ def run_quickstart(
     recipes: Path = RECIPES,
     sam_pretraining_steps: int = 0,
     lm_pretraining_steps: int = 0,
+    grounding_steps: int = 0,
 ) -> dict[str, dict]:
     """The whole pipeline for one seed; returns `{row label: metrics}` and writes `results.md` and `curves.png` to
     `out`."""
     from datasets import load_from_disk
 
     from aurora_trl.apps.curves import plot_training_curves
-    from aurora_trl.tiny import LM_PRETRAINING_REPORT, SAM_PRETRAINING_REPORT
+    from aurora_trl.tiny import GROUNDING_REPORT, LM_PRETRAINING_REPORT, SAM_PRETRAINING_REPORT
 
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     say(f"[data] {clips} synthetic clips and a tiny model in {out}")
-    prepare_inputs(out, clips, seed, sam_pretraining_steps, lm_pretraining_steps)
+    prepare_inputs(out, clips, seed, sam_pretraining_steps, lm_pretraining_steps, grounding_steps)
     dataset = load_from_disk(str(out / "data" / "synth-ds"))
     say("[eval] the untrained model")
     results = {
@@ -187,6 +198,7 @@ def run_quickstart(
     for key, steps, report in (
         ("sam_pretraining", sam_pretraining_steps, SAM_PRETRAINING_REPORT),
         ("lm_pretraining", lm_pretraining_steps, LM_PRETRAINING_REPORT),
+        ("seg_grounding", grounding_steps, GROUNDING_REPORT),
     ):
         if steps:
             summary[key] = json.loads((out / "models" / "tiny" / report).read_text())
@@ -250,6 +262,13 @@ def add_arguments(parser) -> None:
         "(300 suffice; 0: off, the default, see BENCHMARKS.md)",
     )
     parser.add_argument(
+        "--grounding-steps",
+        type=int,
+        default=0,
+        help="then teach the tiny model's [SEG] token to point SAM at the object each answer names, for this many "
+        "steps (needs --sam-pretraining-steps; 400 suffice; 0: off, the default, see BENCHMARKS.md)",
+    )
+    parser.add_argument(
         "--avsbench", action="store_true", help="also score every stage zero-shot on a synthetic AVSBench S4 twin"
     )
 
@@ -269,6 +288,7 @@ def run(args) -> int:
         recipes=recipes,
         sam_pretraining_steps=args.sam_pretraining_steps,
         lm_pretraining_steps=args.lm_pretraining_steps,
+        grounding_steps=args.grounding_steps,
     )
     try:
         results, spreads = run_seeds(Path(args.out), args.seeds, **options)

@@ -84,13 +84,18 @@ def point_prompts(sam, points: torch.Tensor) -> torch.Tensor:
     )
 
 
-def decode_with_points(model, examples: list[PointExample], points: torch.Tensor) -> list[torch.Tensor]:
+def decode_prompts(model, examples: list[PointExample], prompts: torch.Tensor) -> list[torch.Tensor]:
+    """Each example's masks `(T, H, W)` under its SAM prompt embedding (`prompts`, `(N, C)`)."""
     return model.predict_masks(
-        point_prompts(model.sam, points),
+        prompts,
         image_embeddings=torch.stack([e.image_embeddings for e in examples]),
         input_sizes=[e.input_size for e in examples],
         original_sizes=[e.original_size for e in examples],
     )
+
+
+def decode_with_points(model, examples: list[PointExample], points: torch.Tensor) -> list[torch.Tensor]:
+    return decode_prompts(model, examples, point_prompts(model.sam, points))
 
 
 def elsewhere(examples: list[PointExample], index: int) -> torch.Tensor:

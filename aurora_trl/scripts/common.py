@@ -63,6 +63,18 @@ class AuroraScriptArguments(ScriptArguments):
             "choices": ["seg", "all"],
         },
     )
+    train_mask_decoder: bool = field(
+        default=True,
+        metadata={
+            "help": "Train SAM's mask decoder (AURORA does). False keeps it as loaded: a pretrained decoder that "
+            "follows its prompt, which the tiny stages, whose answers cannot see where the object is, would "
+            "otherwise teach to ignore the prompt."
+        },
+    )
+    train_projector: bool = field(
+        default=True,
+        metadata={"help": "Train the [SEG] projector (AURORA does). False keeps it as loaded, e.g. a grounded one."},
+    )
     merged_dtype: str = field(
         default="auto",
         metadata={
@@ -148,8 +160,15 @@ def check_base_only_options(script_args: AuroraScriptArguments, config, path) ->
         )
 
 
-def training_policy(model_args: ModelConfig, training_args=None, token_rows: str = "seg") -> TrainingPolicy:
-    """AURORA's trainable parts, with LoRA as `ModelConfig` says (`use_peft`, `lora_r`, ...).
+def training_policy(
+    model_args: ModelConfig,
+    training_args=None,
+    token_rows: str = "seg",
+    train_mask_decoder: bool = True,
+    train_projector: bool = True,
+) -> TrainingPolicy:
+    """AURORA's trainable parts, with LoRA as `ModelConfig` says (`use_peft`, `lora_r`, ...), less the mask decoder
+    or the projector when their `train_*` flag is off.
 
     Under DeepSpeed the engine keeps float32 master weights itself and wants one dtype in its (sharded) parameters,
     so nothing is cast to float32 here. Under ZeRO-3 the `[SEG]` rows train as masked copies (`TrainingPolicy`'s
@@ -171,6 +190,8 @@ def training_policy(model_args: ModelConfig, training_args=None, token_rows: str
         if isinstance(model_args.lora_target_modules, str)
         else None,
         train_llm=not model_args.use_peft,
+        train_mask_decoder=train_mask_decoder,
+        train_projector=train_projector,
     )
 
 
@@ -231,7 +252,14 @@ def prepare_run(script_args: AuroraScriptArguments, training_args, model_args: M
     evaluation = dataset[script_args.dataset_test_split] if evaluate else None
     check_prompts(evaluation, script_args.dataset_test_split)
     model, processor = load_model(script_args, model_args, getattr(training_args, "trust_remote_code", False))
-    model = apply_training_policy(model, training_policy(model_args, training_args, script_args.token_rows))
+    policy = training_policy(
+        model_args,
+        training_args,
+        script_args.token_rows,
+        train_mask_decoder=script_args.train_mask_decoder,
+        train_projector=script_args.train_projector,
+    )
+    model = apply_training_policy(model, policy)
     return train, evaluation, model, processor
 
 
