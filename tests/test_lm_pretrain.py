@@ -131,13 +131,3 @@ def test_pretraining_without_enough_answers_says_so(tiny_aurora_dir, synth_datas
     test_rows = load_from_disk(str(synth_dataset))["test_s"]  # no Stage-1 answers
     with pytest.raises(ValueError, match=r"0 rows of 'train' have a Stage-1 answer \(`reasoning`\): too few"):
         pretrain_language_model(model, processor, {"train": test_rows}, steps=1)
-
-
-def test_quickstart_pretrains_the_language_model_only_when_asked(tmp_path):
-    from aurora_trl.apps.quickstart import prepare_inputs
-
-    prepare_inputs(tmp_path / "off", clips=20, seed=0)
-    assert not (tmp_path / "off" / "models" / "tiny" / LM_PRETRAINING_REPORT).exists()
-    prepare_inputs(tmp_path / "on", clips=20, seed=0, lm_pretraining_steps=2)
-    report = json.loads((tmp_path / "on" / "models" / "tiny" / LM_PRETRAINING_REPORT).read_text())
-    assert report["rows"] > 0 and "token_accuracy" in report

@@ -73,3 +73,22 @@ def test_seed_table_gives_mean_and_half_range():
     assert "| m | 0.300 ± 0.100 | 0.400 ± 0.000 | 0.200 ± 0.100 | 0.200 ± 0.100 | 0.300 ± 0.200 |" in results_table(
         means, spreads
     )
+
+
+def test_quickstart_pretrains_the_tiny_model_only_when_asked(tmp_path):
+    """SAM's point pretraining, the LM's text pretraining and the [SEG] grounding run, and write their reports, only
+    with their steps; one folder without and one with all three, so that the data and model are built twice, not six
+    times."""
+    from aurora_trl.apps.quickstart import prepare_inputs
+    from aurora_trl.tiny import GROUNDING_REPORT, LM_PRETRAINING_REPORT, SAM_PRETRAINING_REPORT
+
+    reports = {SAM_PRETRAINING_REPORT: "iou_own_point", LM_PRETRAINING_REPORT: "token_accuracy"}
+    reports[GROUNDING_REPORT] = "iou_own_answer"
+    prepare_inputs(tmp_path / "off", clips=20, seed=0)
+    for name in reports:
+        assert not (tmp_path / "off" / "models" / "tiny" / name).exists()
+    steps = dict(sam_pretraining_steps=2, lm_pretraining_steps=2, grounding_steps=2)
+    prepare_inputs(tmp_path / "on", clips=20, seed=0, **steps)
+    for name, key in reports.items():
+        report = json.loads((tmp_path / "on" / "models" / "tiny" / name).read_text())
+        assert report["rows"] > 0 and key in report

@@ -83,13 +83,3 @@ def test_pretraining_without_shown_targets_says_so(synth_dataset):
     nulls = load_from_disk(str(synth_dataset))["train"].filter(lambda row: row["class_name"] == "null")
     with pytest.raises(ValueError, match="rows of 'train' show their target: too few to pretrain SAM"):
         pretrain_mask_decoder(model, {"train": nulls}, steps=1)
-
-
-def test_quickstart_pretrains_sam_only_when_asked(tmp_path):
-    from aurora_trl.apps.quickstart import prepare_inputs
-
-    prepare_inputs(tmp_path / "off", clips=20, seed=0)
-    assert not (tmp_path / "off" / "models" / "tiny" / SAM_PRETRAINING_REPORT).exists()
-    prepare_inputs(tmp_path / "on", clips=20, seed=0, sam_pretraining_steps=2)
-    report = json.loads((tmp_path / "on" / "models" / "tiny" / SAM_PRETRAINING_REPORT).read_text())
-    assert report["rows"] > 0 and "iou_own_point" in report

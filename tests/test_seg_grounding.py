@@ -93,13 +93,3 @@ def test_grounding_without_enough_shown_targets_says_so(synth_dataset):
     nulls = load_from_disk(str(synth_dataset))["train"].filter(lambda row: row["class_name"] == "null")
     with pytest.raises(ValueError, match=r"rows of 'train' have a Stage-1 answer \(`reasoning`\) and a shown target"):
         pretrain_seg_grounding(model, processor, {"train": nulls}, steps=1)
-
-
-def test_quickstart_grounds_the_seg_token_only_when_asked(tmp_path):
-    from aurora_trl.apps.quickstart import prepare_inputs
-
-    prepare_inputs(tmp_path / "off", clips=20, seed=0)
-    assert not (tmp_path / "off" / "models" / "tiny" / GROUNDING_REPORT).exists()
-    prepare_inputs(tmp_path / "on", clips=20, seed=0, grounding_steps=2)
-    report = json.loads((tmp_path / "on" / "models" / "tiny" / GROUNDING_REPORT).read_text())
-    assert report["rows"] > 0 and "iou_own_answer" in report
