@@ -241,3 +241,9 @@ def has_canonical_steps(text: str) -> bool:
     """True when all four steps appear, each once, numbered 1-4 in canonical order."""
     headers = [(int(m.group(1)), m.group(2).lower()) for m in _STEP_RE.finditer(text or "")]
     return headers == [(i + 1, name) for i, name in enumerate(COT_STEPS)]
+
+
+def step_header_offsets(text: str) -> dict[int, int]:
+    """`{step number: character offset of its canonical header}` ("Step 1 (image):" ...) in `text`; a repeated
+    number keeps its last header."""
+    return {int(m.group(1)): m.start() for m in _STEP_RE.finditer(text or "")}

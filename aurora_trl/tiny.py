@@ -16,6 +16,7 @@ import torch
 from transformers import Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration
 
 from aurora_trl.modeling.lm_pretrain import LM_PRETRAINING_STEPS, pretrain_language_model
+from aurora_trl.modeling.perception_pretrain import PERCEPTION_STEPS, pretrain_perception
 from aurora_trl.modeling.sam_pretrain import PRETRAINING_STEPS, pretrain_mask_decoder
 from aurora_trl.modeling.seg_grounding import GROUNDING_STEPS, pretrain_seg_grounding
 from aurora_trl.tiny_processor import OMNI_TOKENS, build_tiny_processor, corpus_from_dataset
@@ -152,6 +153,7 @@ def build_tiny_model(
     processor=None,
     corpus: list[str] | None = None,
     local_window: int | None = None,
+    image_tokens: int = 4,
 ):
     """A tiny random [`AuroraForSegmentation`] and its processor (with `[SEG]`): `(model, processor)`.
 
@@ -166,12 +168,18 @@ def build_tiny_model(
             Domain texts for a new processor's tokenizer ([`build_tiny_tokenizer`]).
         local_window (`int`, *optional*):
             A sliding window for the top layer ([`tiny_thinker_config`]).
+        image_tokens (`int`, *optional*, defaults to `4`):
+            LLM tokens per frame of a new processor ([`build_tiny_processor`]).
     """
     from aurora_trl.modeling.configuration_aurora import AuroraConfig
     from aurora_trl.modeling.modeling_aurora import AuroraForSegmentation
     from aurora_trl.modeling.tokens import add_seg_token
 
-    processor = processor if processor is not None else build_tiny_processor(with_seg=True, corpus=corpus)
+    processor = (
+        processor
+        if processor is not None
+        else build_tiny_processor(with_seg=True, image_tokens=image_tokens, corpus=corpus)
+    )
     seg_token_id = add_seg_token(processor.tokenizer)
     config = tiny_thinker_config(
         processor.tokenizer,
@@ -189,6 +197,7 @@ def build_tiny_model(
 
 SAM_PRETRAINING_REPORT = "sam_pretraining.json"
 LM_PRETRAINING_REPORT = "lm_pretraining.json"
+PERCEPTION_REPORT = "perception_pretraining.json"
 GROUNDING_REPORT = "seg_grounding.json"
 
 
@@ -205,10 +214,13 @@ def save_tiny_model(
     sam_image_size: int = 64,
     corpus: list[str] | None = None,
     local_window: int | None = None,
+    image_tokens: int = 4,
     sam_pretraining_data: str | Path | None = None,
     sam_pretraining_steps: int = PRETRAINING_STEPS,
     lm_pretraining_data: str | Path | None = None,
     lm_pretraining_steps: int = LM_PRETRAINING_STEPS,
+    perception_data: str | Path | None = None,
+    perception_steps: int = PERCEPTION_STEPS,
     grounding_data: str | Path | None = None,
     grounding_steps: int = GROUNDING_STEPS,
 ) -> Path:
@@ -221,14 +233,18 @@ def save_tiny_model(
     it then follows its prompt is written to `sam_pretraining.json`. With `lm_pretraining_data`, the language model
     first learns the data set's answers from their text alone (`lm_pretraining_steps` steps of
     [`~aurora_trl.modeling.lm_pretrain.pretrain_language_model`]), as a real model's LLM comes pretrained; its
-    held-out accuracy is written to `lm_pretraining.json`. With `grounding_data`, last, the language model and the
+    held-out accuracy is written to `lm_pretraining.json`. With `perception_data`, the towers and the language model
+    then learn to write each answer from its clip's frames and audio (`perception_steps` steps of
+    [`~aurora_trl.modeling.perception_pretrain.pretrain_perception`]), as a real model's towers come able to
+    describe a clip; its held-out accuracy with the own clip and with another is written to
+    `perception_pretraining.json`. With `grounding_data`, last, the language model and the
     `[SEG]` projector learn to point SAM at the object each answer names (`grounding_steps` steps of
     [`~aurora_trl.modeling.seg_grounding.pretrain_seg_grounding`]; it needs SAM pretrained); how far the masks then
     follow the answer is written to `seg_grounding.json`.
     """
     out_dir = Path(out_dir)
     model, processor = build_tiny_model(
-        seed=seed, sam_image_size=sam_image_size, corpus=corpus, local_window=local_window
+        seed=seed, sam_image_size=sam_image_size, corpus=corpus, local_window=local_window, image_tokens=image_tokens
     )
     reports = {}
     if sam_pretraining_data is not None:
@@ -239,6 +255,9 @@ def save_tiny_model(
         reports[LM_PRETRAINING_REPORT] = pretrain_language_model(
             model, processor, data, lm_pretraining_steps, seed=seed
         )
+    if perception_data is not None:
+        data = load_dataset_folder(perception_data)
+        reports[PERCEPTION_REPORT] = pretrain_perception(model, processor, data, perception_steps, seed=seed)
     if grounding_data is not None:
         data = load_dataset_folder(grounding_data)
         reports[GROUNDING_REPORT] = pretrain_seg_grounding(model, processor, data, grounding_steps, seed=seed)
@@ -265,35 +284,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the answer's last words",
     )
     parser.add_argument(
-        "--sam-pretraining-data",
-        help="a data set folder (aurora-trl data build) on whose training rows SAM's mask decoder first learns to "
-        "segment the object under a point prompt, as a real SAM comes pretrained",
-    )
-    parser.add_argument(
-        "--sam-pretraining-steps",
+        "--image-tokens",
         type=int,
-        default=PRETRAINING_STEPS,
-        help="steps of 4 rows for --sam-pretraining-data",
+        default=4,
+        help="LLM tokens per frame (4: a 2x2 grid of 56-px frames; 9: a 3x3 grid of 84-px frames, which the perception "
+        "pretraining needs to tell the synthetic clips' three slots apart; recipes then need --max_pixels 7056)",
     )
-    parser.add_argument(
-        "--lm-pretraining-data",
-        help="a data set folder (aurora-trl data build) whose training answers the language model first learns from "
-        "their text alone (no frames or audio), as a real LLM comes pretrained",
-    )
-    parser.add_argument(
-        "--lm-pretraining-steps",
-        type=int,
-        default=LM_PRETRAINING_STEPS,
-        help="steps of 32 rows for --lm-pretraining-data",
-    )
-    parser.add_argument(
-        "--grounding-data",
-        help="a data set folder (aurora-trl data build) on whose training answers the [SEG] token then learns to point "
-        "SAM at the object the answer names (after --sam-pretraining-data), as a real model's [SEG] comes grounded",
-    )
-    parser.add_argument(
-        "--grounding-steps", type=int, default=GROUNDING_STEPS, help="steps of 8 rows for --grounding-data"
-    )
+    # Each pretraining: its flag prefix, default steps, rows per step, and what it teaches on the data set's rows.
+    pretrainings = [
+        (
+            "--sam-pretraining",
+            PRETRAINING_STEPS,
+            4,
+            "SAM's mask decoder first learns to segment the object under a "
+            "point prompt, as a real SAM comes pretrained",
+        ),
+        (
+            "--lm-pretraining",
+            LM_PRETRAINING_STEPS,
+            32,
+            "the language model first learns the answers from their text "
+            "alone (no frames or audio), as a real LLM comes pretrained",
+        ),
+        (
+            "--perception",
+            PERCEPTION_STEPS,
+            8,
+            "the towers and the language model then learn to write the answers from "
+            "each clip's frames and audio, as a real model's towers come able to describe a clip",
+        ),
+        (
+            "--grounding",
+            GROUNDING_STEPS,
+            8,
+            "the [SEG] token then learns to point SAM at the object each answer names "
+            "(after --sam-pretraining-data), as a real model's [SEG] comes grounded",
+        ),
+    ]
+    for flag, steps, rows, teaches in pretrainings:
+        parser.add_argument(
+            f"{flag}-data", help=f"a data set folder (aurora-trl data build) on whose training rows {teaches}"
+        )
+        parser.add_argument(f"{flag}-steps", type=int, default=steps, help=f"steps of {rows} rows for {flag}-data")
     parser.add_argument(
         "--base-only", action="store_true", help="write only a plain Qwen2.5-Omni thinker (a base checkpoint)"
     )
@@ -310,10 +342,13 @@ def run(args: argparse.Namespace) -> int:
             sam_image_size=args.sam_size,
             corpus=corpus,
             local_window=args.local_window,
+            image_tokens=args.image_tokens,
             sam_pretraining_data=args.sam_pretraining_data,
             sam_pretraining_steps=args.sam_pretraining_steps,
             lm_pretraining_data=args.lm_pretraining_data,
             lm_pretraining_steps=args.lm_pretraining_steps,
+            perception_data=args.perception_data,
+            perception_steps=args.perception_steps,
             grounding_data=args.grounding_data,
             grounding_steps=args.grounding_steps,
         )

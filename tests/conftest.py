@@ -36,6 +36,15 @@ def synth_dataset(synth_root, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def sixty_clips_dataset(tmp_path_factory):
+    """60 synthetic clips at 64 px, built with both dumps: enough rows for the tiny model's pretrainings to learn
+    from (read it with `load_from_disk`; do not modify it)."""
+    from tests.helpers import built_synthetic_dataset
+
+    return built_synthetic_dataset(tmp_path_factory.mktemp("sixty_clips"), clips=60, seed=3, size=64)
+
+
 # ---- model fixtures (aurora_trl.modeling) below this line ----
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from datasets import load_from_disk
 
-from aurora_trl.modeling import AuroraForSegmentation, load_processor
+from aurora_trl.modeling import load_processor
 from aurora_trl.modeling.lm_pretrain import (
     pretrain_language_model,
     response_token_index,
@@ -16,7 +16,7 @@ from aurora_trl.modeling.lm_pretrain import (
 )
 from aurora_trl.modeling.tokens import response_ids
 from aurora_trl.text import SYSTEM_PROMPT, sft_target
-from aurora_trl.tiny import LM_PRETRAINING_REPORT, build_tiny_model, save_tiny_model
+from aurora_trl.tiny import build_tiny_model
 from aurora_trl.tiny_processor import corpus_from_dataset
 from tests.helpers import built_synthetic_dataset
 
@@ -105,25 +105,6 @@ def test_pretrained_language_model_reads_its_prompt_and_names_the_class_its_reas
     assert after > before + 0.4
     assert all(torch.equal(p, untouched[n]) for n, p in model.named_parameters() if n in untouched)
     assert {n: p.requires_grad for n, p in model.named_parameters()} == trainable
-
-
-def test_save_tiny_model_and_its_cli_pretrain_the_language_model(synth_dataset, tmp_path, capsys):
-    from aurora_trl.cli import main as cli_main
-
-    out = save_tiny_model(tmp_path / "tiny", lm_pretraining_data=synth_dataset, lm_pretraining_steps=2)
-    report = json.loads((out / LM_PRETRAINING_REPORT).read_text())
-    assert report["rows"] == 36 and "class_accuracy" in report
-    fresh, _ = build_tiny_model(seed=0)
-    saved = AuroraForSegmentation.from_pretrained(out)
-    language = "model.language_model.layers.0.self_attn.q_proj.weight"
-    assert not torch.equal(saved.state_dict()[language], fresh.state_dict()[language])
-    decoder = "sam.mask_decoder.output_upscaling.0.weight"
-    assert torch.equal(saved.state_dict()[decoder], fresh.state_dict()[decoder])
-
-    cli_out = tmp_path / "cli"
-    argv = ["tiny", "--out", str(cli_out), "--lm-pretraining-data", str(synth_dataset), "--lm-pretraining-steps", "1"]
-    assert cli_main(argv) == 0
-    assert LM_PRETRAINING_REPORT in json.loads(capsys.readouterr().out.strip().splitlines()[-1])["files"]
 
 
 def test_pretraining_without_enough_answers_says_so(tiny_aurora_dir, synth_dataset):

@@ -11,15 +11,8 @@ from aurora_trl.modeling import AuroraForSegmentation, load_processor
 from aurora_trl.modeling.lm_pretrain import text_examples
 from aurora_trl.modeling.sam_pretrain import pretrain_mask_decoder
 from aurora_trl.modeling.seg_grounding import another_objects_answer, grounding_examples, pretrain_seg_grounding
-from aurora_trl.tiny import GROUNDING_REPORT, build_tiny_model, save_tiny_model
+from aurora_trl.tiny import build_tiny_model
 from aurora_trl.tiny_processor import corpus_from_dataset
-from tests.helpers import built_synthetic_dataset
-
-
-@pytest.fixture(scope="module")
-def clips_dataset(tmp_path_factory):
-    """60 synthetic clips at 64 px, built with both dumps."""
-    return built_synthetic_dataset(tmp_path_factory.mktemp("seg_grounding"), clips=60, seed=3, size=64)
 
 
 def test_examples_pair_each_answer_with_its_targets_point_and_skip_null_rows(tiny_aurora_dir, synth_dataset):
@@ -42,7 +35,7 @@ def test_examples_pair_each_answer_with_its_targets_point_and_skip_null_rows(tin
 
 
 @pytest.mark.slow
-def test_grounded_seg_token_points_sam_at_the_object_its_answer_names(clips_dataset):
+def test_grounded_seg_token_points_sam_at_the_object_its_answer_names(sixty_clips_dataset):
     """Before, the masks are the same under a row's own answer and under the answer of another row of its clip that
     names another object. After SAM's point pretraining and 400 grounding steps on text alone, the held-out masks
     follow the answer: the own answer's IoU is far above the other's.
@@ -50,8 +43,8 @@ def test_grounded_seg_token_points_sam_at_the_object_its_answer_names(clips_data
     Measured (seed 0, 108 training rows, 9 held-out pairs): own 0.00 -> 0.79, other 0.00 -> 0.00 (the random
     projector's prompt is near zero, under which the pretrained decoder draws nothing); the grounding takes about
     30 s, SAM's pretraining about 50 s."""
-    dataset = load_from_disk(str(clips_dataset))
-    model, processor = build_tiny_model(seed=0, sam_image_size=128, corpus=corpus_from_dataset(clips_dataset))
+    dataset = load_from_disk(str(sixty_clips_dataset))
+    model, processor = build_tiny_model(seed=0, sam_image_size=128, corpus=corpus_from_dataset(sixty_clips_dataset))
     pretrain_mask_decoder(model, dataset, steps=400, seed=0)
     grounded = {n for n, _ in model.named_parameters() if n.startswith(("model.language_model.", "lm_head."))}
     grounded |= {n for n, _ in model.named_parameters() if n.startswith("seg_projector.")}
@@ -67,25 +60,6 @@ def test_grounded_seg_token_points_sam_at_the_object_its_answer_names(clips_data
     assert report["iou_own_answer"] > report["before_iou_own_answer"] + 0.2
     assert all(torch.equal(p, untouched[n]) for n, p in model.named_parameters() if n in untouched)
     assert {n: p.requires_grad for n, p in model.named_parameters()} == trainable
-
-
-def test_save_tiny_model_and_its_cli_ground_the_seg_token(synth_dataset, tmp_path, capsys):
-    from aurora_trl.cli import main as cli_main
-
-    out = save_tiny_model(tmp_path / "tiny", grounding_data=synth_dataset, grounding_steps=2)
-    report = json.loads((out / GROUNDING_REPORT).read_text())
-    assert report["rows"] > 0 and "iou_own_answer" in report and "before_iou_other_answer" in report
-    fresh, _ = build_tiny_model(seed=0)
-    saved = AuroraForSegmentation.from_pretrained(out)
-    for name in ("seg_projector.0.weight", "model.language_model.layers.0.self_attn.q_proj.weight"):
-        assert not torch.equal(saved.state_dict()[name], fresh.state_dict()[name])
-    decoder = "sam.mask_decoder.output_upscaling.0.weight"
-    assert torch.equal(saved.state_dict()[decoder], fresh.state_dict()[decoder])
-
-    cli_out = tmp_path / "cli"
-    argv = ["tiny", "--out", str(cli_out), "--grounding-data", str(synth_dataset), "--grounding-steps", "1"]
-    assert cli_main(argv) == 0
-    assert GROUNDING_REPORT in json.loads(capsys.readouterr().out.strip().splitlines()[-1])["files"]
 
 
 def test_grounding_without_enough_shown_targets_says_so(synth_dataset):

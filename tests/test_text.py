@@ -14,6 +14,7 @@ from aurora_trl.text import (
     parse_answer_class,
     reflective_path,
     sft_target,
+    step_header_offsets,
     teacher_target,
 )
 
@@ -107,3 +108,12 @@ def test_cot_steps():
     )
     assert not has_canonical_steps("Step 2 (audio): x Step 1 (image): y Step 3 (reference): z Step 4 (answer): w")
     assert not has_canonical_steps(text + " Step 4 (answer): again")
+
+
+def test_step_header_offsets_find_each_canonical_header():
+    path = format_cot("red drum left.", "drum low from 2.", "first sound, the red drum left.", "drum")
+    offsets = step_header_offsets(path)
+    assert sorted(offsets) == [1, 2, 3, 4]
+    for step, at in offsets.items():
+        assert path[at:].startswith(f"Step {step} (")
+    assert step_header_offsets("Step 1: no canonical header. It is [SEG].") == {}

@@ -12,7 +12,8 @@ torchvision works, and the no-video subclass otherwise.
 **Bounded inputs.** The stock settings let a frame grow to 12.8 M pixels (16,384 LLM tokens) and pad every clip's
 audio to 300 s of features. [`bound_processor`] caps both, once, on the processor that is saved with the model: the
 same caps then hold in training, evaluation, prediction and the demo. [`media_token_count`] gives the tokens the
-processor expands a prompt's frames and audio into, from their sizes alone (no pixel or audio processing).
+processor expands a prompt's frames and audio into, from their sizes alone (no pixel or audio processing);
+[`prompt_inputs`] is a row's prompt, processed as training, GRPO's rollouts and the tiny pretrainings give it.
 """
 
 import importlib.util
@@ -22,6 +23,8 @@ from collections.abc import Sequence
 
 from transformers import Qwen2_5OmniProcessor
 from transformers.processing_utils import ProcessorMixin
+
+from aurora_trl.text import build_prompt
 
 
 logger = logging.getLogger(__name__)
@@ -141,3 +144,11 @@ def media_token_count(processor, image_sizes: Sequence[tuple[int, int]], audio_s
         audio_lengths=None if audio_samples is None else [audio_samples],
     )
     return sum(counts.num_image_tokens) + sum(getattr(counts, "num_audio_tokens", None) or [])
+
+
+def prompt_inputs(processor, row: dict, frames: list, waveform) -> dict:
+    """The processor's output for a row's prompt: `input_ids` `(1, P)` (placeholders expanded), `attention_mask`,
+    and the image and audio tensors."""
+    prompt = build_prompt(row["expression"], num_frames=len(frames))
+    text = processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+    return processor(text=[text], images=frames, audio=[waveform], return_tensors="pt")

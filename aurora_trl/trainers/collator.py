@@ -13,18 +13,10 @@ from dataclasses import dataclass
 import torch
 
 from aurora_trl.data_row import annotated_frames, clip_id, decode_audio, mask_tensor
-from aurora_trl.modeling.processing import media_token_count
+from aurora_trl.modeling.processing import media_token_count, prompt_inputs
 from aurora_trl.modeling.sam import preprocess_frames
 from aurora_trl.modeling.tokens import IGNORE_INDEX, pad_sequences, response_ids
 from aurora_trl.text import build_prompt, target_text, teacher_target
-
-
-def prompt_inputs(processor, row: dict, frames: list, waveform) -> dict:
-    """The processor's output for a row's prompt: `input_ids` `(1, P)` (placeholders expanded), `attention_mask`,
-    and the image and audio tensors."""
-    prompt = build_prompt(row["expression"], num_frames=len(frames))
-    text = processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
-    return processor(text=[text], images=frames, audio=[waveform], return_tensors="pt")
 
 
 def sequence_length(processor, row: dict, target: str, image_sizes, audio_samples: int) -> int:

@@ -23,8 +23,8 @@ import torch
 
 from aurora_trl.data_row import annotated_frames, as_image, clip_id, decode_audio, mask_tensor
 from aurora_trl.metrics import annotated_only
+from aurora_trl.modeling.processing import prompt_inputs
 from aurora_trl.modeling.sam import preprocess_frames
-from aurora_trl.trainers.collator import prompt_inputs
 
 
 @dataclass
