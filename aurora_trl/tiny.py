@@ -226,8 +226,8 @@ def save_tiny_model(
 ) -> Path:
     """Write a tiny random [`AuroraForSegmentation`] and its processor to `out_dir` (what `aurora-trl tiny` does).
 
-    The folder loads with `AuroraForSegmentation.from_pretrained(out_dir)` and [`load_processor`]`(out_dir)`.
-    With `sam_pretraining_data` (a data set built by `aurora-trl data build`), SAM's mask decoder is first taught to
+    The folder loads with `AuroraForSegmentation.from_pretrained(out_dir)` and [`load_processor`]`(out_dir)`; its
+    processor gives each frame `image_tokens` LLM tokens. With `sam_pretraining_data` (a data set built by `aurora-trl data build`), SAM's mask decoder is first taught to
     segment the object under a point prompt (`sam_pretraining_steps` steps of
     [`~aurora_trl.modeling.sam_pretrain.pretrain_mask_decoder`]), as a real model's SAM comes pretrained; how well
     it then follows its prompt is written to `sam_pretraining.json`. With `lm_pretraining_data`, the language model
@@ -291,35 +291,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "pretraining needs to tell the synthetic clips' three slots apart; recipes then need --max_pixels 7056)",
     )
     # Each pretraining: its flag prefix, default steps, rows per step, and what it teaches on the data set's rows.
+    sam = "SAM's mask decoder first learns to segment the object under a point prompt, as a real SAM comes pretrained"
+    lm = (
+        "the language model first learns the answers from their text alone (no frames or audio), as a real LLM comes "
+        "pretrained"
+    )
+    perception = (
+        "the towers and the language model then learn to write the answers from each clip's frames and audio, as a "
+        "real model's towers come able to describe a clip"
+    )
+    grounding = (
+        "the [SEG] token then learns to point SAM at the object each answer names (after --sam-pretraining-data), "
+        "as a real model's [SEG] comes grounded"
+    )
     pretrainings = [
-        (
-            "--sam-pretraining",
-            PRETRAINING_STEPS,
-            4,
-            "SAM's mask decoder first learns to segment the object under a "
-            "point prompt, as a real SAM comes pretrained",
-        ),
-        (
-            "--lm-pretraining",
-            LM_PRETRAINING_STEPS,
-            32,
-            "the language model first learns the answers from their text "
-            "alone (no frames or audio), as a real LLM comes pretrained",
-        ),
-        (
-            "--perception",
-            PERCEPTION_STEPS,
-            8,
-            "the towers and the language model then learn to write the answers from "
-            "each clip's frames and audio, as a real model's towers come able to describe a clip",
-        ),
-        (
-            "--grounding",
-            GROUNDING_STEPS,
-            8,
-            "the [SEG] token then learns to point SAM at the object each answer names "
-            "(after --sam-pretraining-data), as a real model's [SEG] comes grounded",
-        ),
+        ("--sam-pretraining", PRETRAINING_STEPS, 4, sam),
+        ("--lm-pretraining", LM_PRETRAINING_STEPS, 32, lm),
+        ("--perception", PERCEPTION_STEPS, 8, perception),
+        ("--grounding", GROUNDING_STEPS, 8, grounding),
     ]
     for flag, steps, rows, teaches in pretrainings:
         parser.add_argument(
