@@ -31,13 +31,13 @@ def test_examples_mark_each_step_and_swap_in_another_clips_media(tiny_aurora_dir
         starts = [example.step_starts[step] for step in (1, 2, 3, 4)]
         assert starts == sorted(starts) and starts[0] == 0
         for step, start in example.step_starts.items():
-            assert tokenizer.decode(example.response_ids[start:]).lstrip().startswith(f"Step {step} (")
+            assert tokenizer.decode(example.text.response_ids[start:]).lstrip().startswith(f"Step {step} (")
     for index, example in enumerate(examples):
         other = another_clips_example(examples, index)
         assert other is not None and other.clip != example.clip
         batch = media_batch([example], tokenizer.pad_token_id, media=[other])
         assert torch.equal(batch["pixel_values"], other.media["pixel_values"])
-        assert torch.equal(batch["input_ids"][0, : len(example.prompt_ids)], example.prompt_ids)
+        assert batch["input_ids"][0, : len(example.text.prompt_ids)].tolist() == example.text.prompt_ids
 
 
 @pytest.mark.slow

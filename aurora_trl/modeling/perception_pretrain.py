@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import torch
 
 from aurora_trl.data_row import clip_id, decode_audio
-from aurora_trl.modeling.lm_pretrain import language_model_parameters, response_token_index
+from aurora_trl.modeling.lm_pretrain import TextExample, language_model_parameters, response_token_index, text_batch
 from aurora_trl.modeling.policy import trainable
 from aurora_trl.modeling.processing import prompt_inputs
-from aurora_trl.modeling.tokens import IGNORE_INDEX, pad_sequences, response_ids
+from aurora_trl.modeling.tokens import response_ids
 from aurora_trl.text import step_header_offsets, target_text
 
 
@@ -39,12 +39,12 @@ MEDIA_KEYS = ("pixel_values", "image_grid_thw", "input_features", "feature_atten
 
 @dataclass
 class MediaExample:
-    """One row's example: its expanded prompt ids, its media tensors, its answer ids and where each step begins."""
+    """One row's example: its prompt's ids (placeholders expanded) and answer's ids, its media tensors, and where
+    each step begins."""
 
-    prompt_ids: torch.Tensor
+    text: TextExample
     media: dict[str, torch.Tensor]
-    response_ids: list[int]
-    step_starts: dict[int, int]  # step number -> index in `response_ids` of its header's first token
+    step_starts: dict[int, int]  # step number -> index in `text.response_ids` of its header's first token
     clip: str
 
 
@@ -63,9 +63,8 @@ def media_examples(processor, rows) -> list[MediaExample]:
         }
         examples.append(
             MediaExample(
-                encoded["input_ids"][0],
+                TextExample(encoded["input_ids"][0].tolist(), response_ids(tokenizer, answer), None),
                 {key: encoded[key] for key in MEDIA_KEYS},
-                response_ids(tokenizer, answer),
                 starts,
                 clip_id(row),
             )
@@ -74,16 +73,9 @@ def media_examples(processor, rows) -> list[MediaExample]:
 
 
 def media_batch(examples: list[MediaExample], pad_id: int, media: list[MediaExample] | None = None) -> dict:
-    """Right-padded prompt+answer rows with labels on the answers, and the media tensors of `media` (by default each
+    """[`~aurora_trl.modeling.lm_pretrain.text_batch`] of the rows, with the media tensors of `media` (by default each
     row's own; they must expand to the same placeholders as the rows' prompts)."""
-    sequences = [torch.cat([e.prompt_ids, torch.tensor(e.response_ids)]) for e in examples]
-    labels = [torch.tensor([IGNORE_INDEX] * len(e.prompt_ids) + e.response_ids) for e in examples]
-    input_ids, attention_mask = pad_sequences(sequences, pad_id)
-    batch = {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "labels": pad_sequences(labels, IGNORE_INDEX)[0],
-    }
+    batch = text_batch([e.text for e in examples], pad_id)
     for key in MEDIA_KEYS:
         batch[key] = torch.cat([m.media[key] for m in (media or examples)])
     return batch
@@ -121,8 +113,8 @@ def step_accuracy(model, examples: list[MediaExample], pad_id: int, other_clip: 
             labels = batch.pop("labels")
             hits = model(**batch).logits.argmax(-1)[:, :-1] == labels[:, 1:]  # position i predicts token i + 1
             for row, (example, _) in enumerate(chunk):
-                offset = len(example.prompt_ids) - 1  # where the prediction of the answer's first token sits
-                bounds = sorted(example.step_starts.items()) + [(None, len(example.response_ids))]
+                offset = len(example.text.prompt_ids) - 1  # where the prediction of the answer's first token sits
+                bounds = sorted(example.step_starts.items()) + [(None, len(example.text.response_ids))]
                 for (step, begin), (_, end) in zip(bounds, bounds[1:]):
                     key = f"step{step}"
                     right[key] = right.get(key, 0) + hits[row, offset + begin : offset + end].sum().item()
